@@ -1,0 +1,226 @@
+// lamina/layers/layer.hpp: the layer contract.
+//
+// This is the one place the contract is written down (docs/layers.md explains it
+// with an example). A Layer<T> (T = float or double):
+//
+// 1. Is constructed with its hyperparameters only (units, kernel size, ...).
+// 2. build(input_shape) is called exactly once, with the shape of ONE sample (no
+//    batch dimension): the layer checks that it can take it (throwing ShapeError
+//    otherwise), fixes every shape, and returns its output sample shape. After
+//    build, parameter_specs() and buffer_specs() describe its tensors.
+// 3. The owner (Sequential, or check_gradients) allocates ONE flat buffer of
+//    parameters, one of gradients and one of buffers (non-trainable state such as
+//    BatchNorm's running statistics) for all layers, and calls bind() to give
+//    each layer views into them, then initialize(rng) to draw initial values.
+// 4. forward(input, mode) takes a batch (N, ...sample shape), returns a view of
+//    the output (N, ...output shape) and caches what backward needs. The output
+//    view points into memory the layer owns and stays valid until the next
+//    forward; the input view must stay valid and unchanged until backward.
+//    mode is Mode::train or Mode::eval (BatchNorm and Dropout differ).
+// 5. backward(grad_output) must follow a forward in Mode::train on the same
+//    batch. It OVERWRITES the layer's parameter gradients (it does not
+//    accumulate) and returns the gradient with respect to the input, again a
+//    view into memory the layer owns.
+// 6. Buffers are sized for the largest batch seen and reused: after the first
+//    step at a given batch size, forward and backward do not allocate.
+// 7. Errors name the culprit: "layer 3 (Dense): expects ..., got ...". The
+//    owner sets the index; a layer used alone is "layer ? (Dense)".
+// 8. Randomness comes only from Rngs the owner seeds: initialize(rng) for the
+//    parameters, and for a stochastic layer (Dropout) its own stream, exposed by
+//    rng() so that callers can snapshot it (gradient checks, checkpoints).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lamina/core/error.hpp"
+#include "lamina/core/rng.hpp"
+#include "lamina/core/tensor.hpp"
+
+namespace lamina {
+
+enum class Mode { train, eval };
+
+/// Name and shape of one parameter or buffer tensor of a layer ("kernel", (784, 256)).
+struct TensorSpec {
+  std::string name;
+  Shape shape;
+};
+
+/// A layer's hyperparameters as (name, value) text pairs, in a fixed order: what
+/// summary() shows and what a model file records.
+using LayerConfig = std::vector<std::pair<std::string, std::string>>;
+
+template <class T>
+class Layer {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "lamina layers are defined for float and double");
+
+ public:
+  using value_type = T;
+
+  virtual ~Layer() = default;
+  Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  /// Type name as in Keras: "Dense", "Conv2D", ...
+  virtual std::string type() const = 0;
+  /// Hyperparameters (see LayerConfig).
+  virtual LayerConfig config() const { return {}; }
+
+  /// Fixes the shapes (see the contract above). Throws ShapeError naming both shapes.
+  Shape build(const Shape& input_shape) {
+    if (built_) throw Error(describe() + ": build() called twice");
+    output_shape_ = do_build(input_shape);
+    input_shape_ = input_shape;
+    built_ = true;
+    return output_shape_;
+  }
+  bool built() const noexcept { return built_; }
+  const Shape& input_shape() const noexcept { return input_shape_; }   // one sample
+  const Shape& output_shape() const noexcept { return output_shape_; } // one sample
+
+  /// Trainable tensors, in a fixed order. Valid after build.
+  virtual std::vector<TensorSpec> parameter_specs() const { return {}; }
+  /// Non-trainable state (running statistics), in a fixed order. Valid after build.
+  virtual std::vector<TensorSpec> buffer_specs() const { return {}; }
+
+  /// Gives the layer its views, one per spec, in the order of the specs.
+  void bind(std::vector<TensorView<T>> params, std::vector<TensorView<T>> grads,
+            std::vector<TensorView<T>> buffers) {
+    params_ = std::move(params);
+    grads_ = std::move(grads);
+    buffers_ = std::move(buffers);
+  }
+  /// Draws initial parameter values and resets buffers.
+  virtual void initialize(Rng& rng) { (void)rng; }
+
+  virtual TensorView<const T> forward(TensorView<const T> input, Mode mode) = 0;
+  virtual TensorView<const T> backward(TensorView<const T> grad_output) = 0;
+
+  /// The layer's own random stream, for stochastic layers; nullptr otherwise.
+  virtual Rng* rng() noexcept { return nullptr; }
+
+  const std::vector<TensorView<T>>& parameters() const noexcept { return params_; }
+  const std::vector<TensorView<T>>& gradients() const noexcept { return grads_; }
+  const std::vector<TensorView<T>>& buffers() const noexcept { return buffers_; }
+  std::size_t parameter_count() const {
+    std::size_t n = 0;
+    for (const auto& spec : parameter_specs()) n += spec.shape.size();
+    return n;
+  }
+
+  /// Position in the owning model, used in error messages; -1 when alone.
+  void set_index(int index) noexcept { index_ = index; }
+  int index() const noexcept { return index_; }
+  /// "layer 3 (Dense)".
+  std::string describe() const {
+    return "layer " + (index_ >= 0 ? std::to_string(index_) : std::string("?")) + " (" + type() + ")";
+  }
+
+ protected:
+  /// Checks the input shape and returns the output shape of one sample.
+  virtual Shape do_build(const Shape& input_shape) = 0;
+
+  /// Throws unless `input` is (N, input_shape()) with N >= 1.
+  void check_input(TensorView<const T> input) const {
+    if (!built_) throw Error(describe() + ": forward() before build()");
+    if (input.rank() != input_shape_.rank() + 1 || input.shape().drop_first() != input_shape_ ||
+        input.dim(0) == 0)
+      throw ShapeError(describe() + ": expects input " + input_shape_.to_string("N") + ", got " +
+                       input.shape().to_string());
+  }
+  /// Throws unless grad_output matches the last forward's output.
+  void check_grad_output(TensorView<const T> grad_output, std::size_t batch) const {
+    const Shape expected = output_shape_.prepend(batch);
+    if (grad_output.shape() != expected)
+      throw ShapeError(describe() + ": backward expects a gradient of shape " + expected.to_string() +
+                       " (the last forward's output), got " + grad_output.shape().to_string());
+  }
+  /// A ShapeError for build(): "layer 1 (Dense): expects input (N, features), got (N, 28, 28, 1)".
+  ShapeError build_error(const std::string& expected, const Shape& got) const {
+    return ShapeError(describe() + ": expects input " + expected + ", got " + got.to_string("N"));
+  }
+
+  TensorView<T> param(std::size_t i) const { return params_.at(i); }
+  TensorView<T> grad(std::size_t i) const { return grads_.at(i); }
+  TensorView<T> buffer(std::size_t i) const { return buffers_.at(i); }
+
+ private:
+  bool built_ = false;
+  int index_ = -1;
+  Shape input_shape_;
+  Shape output_shape_;
+  std::vector<TensorView<T>> params_;
+  std::vector<TensorView<T>> grads_;
+  std::vector<TensorView<T>> buffers_;
+};
+
+/// The flat parameter, gradient and buffer storage of a list of layers: each
+/// tensor starts on a 64-byte boundary, in layer order then spec order, so
+/// optimizers, model files and gradient checks each walk one buffer.
+template <class T>
+class ParameterStore {
+ public:
+  /// Allocates the buffers for `layers` (all built) and binds every layer.
+  void allocate(const std::vector<Layer<T>*>& layers) {
+    constexpr std::size_t kAlignElems = kAlignment / sizeof(T);
+    auto padded = [&](std::size_t n) { return (n + kAlignElems - 1) / kAlignElems * kAlignElems; };
+    std::size_t n_params = 0, n_buffers = 0;
+    for (Layer<T>* layer : layers) {
+      for (const auto& spec : layer->parameter_specs()) n_params += padded(spec.shape.size());
+      for (const auto& spec : layer->buffer_specs()) n_buffers += padded(spec.shape.size());
+    }
+    params_ = Tensor<T>(Shape{n_params});
+    grads_ = Tensor<T>(Shape{n_params});
+    buffers_ = Tensor<T>(Shape{n_buffers});
+    entries_.clear();
+    std::size_t p = 0, b = 0;
+    for (Layer<T>* layer : layers) {
+      std::vector<TensorView<T>> pv, gv, bv;
+      for (const auto& spec : layer->parameter_specs()) {
+        pv.emplace_back(params_.data() + p, spec.shape);
+        gv.emplace_back(grads_.data() + p, spec.shape);
+        entries_.push_back({layer, spec, p, true});
+        p += padded(spec.shape.size());
+      }
+      for (const auto& spec : layer->buffer_specs()) {
+        bv.emplace_back(buffers_.data() + b, spec.shape);
+        entries_.push_back({layer, spec, b, false});
+        b += padded(spec.shape.size());
+      }
+      layer->bind(std::move(pv), std::move(gv), std::move(bv));
+    }
+  }
+
+  /// One tensor of the store: which layer, which spec, where in its buffer.
+  struct Entry {
+    Layer<T>* layer;
+    TensorSpec spec;
+    std::size_t offset;
+    bool trainable;  // in params/grads (true) or in buffers (false)
+  };
+  const std::vector<Entry>& entries() const noexcept { return entries_; }
+
+  // The flat buffers include padding between tensors; padding stays zero in
+  // params and grads, so optimizers may run over the whole buffer.
+  Tensor<T>& params() noexcept { return params_; }
+  Tensor<T>& grads() noexcept { return grads_; }
+  Tensor<T>& buffers() noexcept { return buffers_; }
+  const Tensor<T>& params() const noexcept { return params_; }
+  const Tensor<T>& grads() const noexcept { return grads_; }
+  const Tensor<T>& buffers() const noexcept { return buffers_; }
+
+ private:
+  Tensor<T> params_;   // (P,) all trainable parameters
+  Tensor<T> grads_;    // (P,) their gradients
+  Tensor<T> buffers_;  // (B,) non-trainable state
+  std::vector<Entry> entries_;
+};
+
+}  // namespace lamina
