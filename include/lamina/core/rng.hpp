@@ -46,13 +46,14 @@ class Rng {
   double uniform(double lo, double hi) noexcept { return lo + (hi - lo) * uniform(); }
   /// Uniform integer in [0, n), without modulo bias (Lemire's method). n > 0.
   std::uint64_t below(std::uint64_t n) noexcept {
-    // 128-bit multiply; rejection keeps the distribution exact.
-    unsigned __int128 m = static_cast<unsigned __int128>(next_u64()) * n;
+    // 128-bit multiply (a GCC/Clang extension); rejection keeps the distribution exact.
+    __extension__ typedef unsigned __int128 u128;
+    u128 m = static_cast<u128>(next_u64()) * n;
     std::uint64_t low = static_cast<std::uint64_t>(m);
     if (low < n) {
       const std::uint64_t threshold = (0 - n) % n;
       while (low < threshold) {
-        m = static_cast<unsigned __int128>(next_u64()) * n;
+        m = static_cast<u128>(next_u64()) * n;
         low = static_cast<std::uint64_t>(m);
       }
     }

@@ -17,10 +17,11 @@
 //    view points into memory the layer owns and stays valid until the next
 //    forward; the input view must stay valid and unchanged until backward.
 //    mode is Mode::train or Mode::eval (BatchNorm and Dropout differ).
-// 5. backward(grad_output) must follow a forward in Mode::train on the same
-//    batch. It OVERWRITES the layer's parameter gradients (it does not
-//    accumulate) and returns the gradient with respect to the input, again a
-//    view into memory the layer owns.
+// 5. backward(grad_output) must follow a forward on the same batch and
+//    differentiates what that forward computed, in its mode (training uses
+//    Mode::train; the gradient checker also checks Mode::eval). It OVERWRITES
+//    the layer's parameter gradients (it does not accumulate) and returns the
+//    gradient with respect to the input, again a view into memory the layer owns.
 // 6. Buffers are sized for the largest batch seen and reused: after the first
 //    step at a given batch size, forward and backward do not allocate.
 // 7. Errors name the culprit: "layer 3 (Dense): expects ..., got ...". The

@@ -1,0 +1,417 @@
+// lamina/model/sequential.hpp: a linear stack of layers, trained with
+// softmax cross-entropy.
+//
+//   Sequential<float> model(Shape{28, 28, 1}, /*seed=*/42);
+//   model.add<Flatten>();
+//   model.add<Dense>(256, Init::he_normal);
+//   model.add<ReLU>();
+//   model.add<Dense>(10);                    // logits; softmax is fused into the loss
+//   model.compile(std::make_unique<Adam<float>>(1e-3));
+//   History h = model.fit(x_train, y_train, options, &validation);
+//
+// The model owns one flat parameter buffer (see ParameterStore), built when the
+// first layer-independent operation (compile, summary, fit, predict, ...) needs
+// it; after that the architecture is fixed and add() throws.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <locale>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lamina/core/error.hpp"
+#include "lamina/core/rng.hpp"
+#include "lamina/core/tensor.hpp"
+#include "lamina/layers/layer.hpp"
+#include "lamina/loss.hpp"
+#include "lamina/model/progress.hpp"
+#include "lamina/optim/optimizer.hpp"
+
+namespace lamina {
+
+/// One epoch of fit().
+struct EpochStats {
+  std::size_t epoch = 0;  // 1-based
+  double train_loss = 0, train_accuracy = 0;
+  bool has_validation = false;
+  double val_loss = 0, val_accuracy = 0;
+  double seconds = 0;                  // the whole epoch, validation included
+  double train_images_per_second = 0;  // training steps only
+  double learning_rate = 0;
+};
+
+struct History {
+  std::vector<EpochStats> epochs;
+};
+
+/// Loss and accuracy of evaluate().
+struct Evaluation {
+  double loss = 0;
+  double accuracy = 0;
+  std::size_t count = 0;
+};
+
+template <class T>
+class Sequential;
+
+template <class T>
+struct FitOptions {
+  std::size_t epochs = 1;
+  std::size_t batch_size = 32;
+  std::uint64_t shuffle_seed = 0;  // the order of the mini-batches
+  bool shuffle = true;
+  Verbosity verbosity = Verbosity::automatic;  // bar on a terminal, lines elsewhere
+  std::ostream* log = &std::cout;
+  /// Stop with NumericalError when the loss or a gradient is NaN or Inf.
+  bool stop_on_non_finite = true;
+  /// Called before each epoch (1-based), e.g. to set the learning rate.
+  std::function<void(std::size_t epoch, Sequential<T>& model)> on_epoch_begin;
+  /// Called after each epoch with its statistics.
+  std::function<void(const EpochStats&, Sequential<T>& model)> on_epoch_end;
+  /// Transforms each training batch in place (N, ...) before the step, with a
+  /// seeded stream of fit's own: data augmentation.
+  std::function<void(TensorView<T> batch, Rng& rng)> augment;
+  std::uint64_t augment_seed = 0;
+};
+
+template <class T>
+class Sequential {
+ public:
+  /// `input_shape`: one sample (no batch dimension), e.g. (28, 28, 1).
+  /// `seed`: weight initialisation and the layers' own streams (Dropout).
+  explicit Sequential(const Shape& input_shape, std::uint64_t seed = 0)
+      : input_shape_(input_shape), seed_(seed) {
+    if (input_shape.rank() == 0 || input_shape.size() == 0)
+      throw ShapeError("Sequential: the input shape must have at least one element, got " + input_shape.to_string());
+  }
+  Sequential(const Sequential&) = delete;
+  Sequential& operator=(const Sequential&) = delete;
+  Sequential(Sequential&&) noexcept = default;
+  Sequential& operator=(Sequential&&) noexcept = default;
+
+  /// Adds a layer, builds it against the current output shape, and returns it.
+  Layer<T>& add(std::unique_ptr<Layer<T>> layer) {
+    if (built_) throw Error("Sequential: cannot add layers after the model is built");
+    const Shape in = output_shape();
+    layer->set_index(static_cast<int>(layers_.size()));
+    try {
+      layer->build(in);
+    } catch (const ShapeError& e) {
+      std::string where = layers_.empty() ? std::string("the model input")
+                                          : "the output of " + layers_.back()->describe();
+      throw ShapeError(std::string(e.what()) + " (" + where + ")");
+    }
+    layers_.push_back(std::move(layer));
+    return *layers_.back();
+  }
+  /// model.add<Dense>(256, Init::he_normal): constructs L<T>(args...).
+  template <template <class> class L, class... Args>
+  L<T>& add(Args&&... args) {
+    return static_cast<L<T>&>(add(std::make_unique<L<T>>(std::forward<Args>(args)...)));
+  }
+
+  /// Allocates and initialises the parameters (done implicitly by the first
+  /// operation that needs them). Layer i draws from Rng(seed).fork(i).
+  void build() {
+    if (built_) return;
+    if (layers_.empty()) throw Error("Sequential: the model has no layers");
+    std::vector<Layer<T>*> raw;
+    for (auto& l : layers_) raw.push_back(l.get());
+    store_.allocate(raw);
+    const Rng root(seed_);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      Rng rng = root.fork(i);
+      layers_[i]->initialize(rng);
+    }
+    built_ = true;
+  }
+  bool built() const noexcept { return built_; }
+
+  void compile(std::unique_ptr<Optimizer<T>> optimizer) {
+    build();
+    optimizer_ = std::move(optimizer);
+    optimizer_->prepare(store_.params().size());
+  }
+
+  // ---- inspection ----------------------------------------------------------
+  const Shape& input_shape() const noexcept { return input_shape_; }
+  Shape output_shape() const { return layers_.empty() ? input_shape_ : layers_.back()->output_shape(); }
+  std::size_t size() const noexcept { return layers_.size(); }
+  Layer<T>& layer(std::size_t i) { return *layers_.at(i); }
+  const Layer<T>& layer(std::size_t i) const { return *layers_.at(i); }
+  ParameterStore<T>& store() { build(); return store_; }
+  Optimizer<T>* optimizer() noexcept { return optimizer_.get(); }
+  std::uint64_t seed() const noexcept { return seed_; }
+
+  std::size_t trainable_parameter_count() const {
+    std::size_t n = 0;
+    for (const auto& l : layers_) n += l->parameter_count();
+    return n;
+  }
+  std::size_t non_trainable_parameter_count() const {
+    std::size_t n = 0;
+    for (const auto& l : layers_)
+      for (const auto& spec : l->buffer_specs()) n += spec.shape.size();
+    return n;
+  }
+
+  /// The Keras-style table: layer (type), output shape, parameter count, totals.
+  std::string summary() const {
+    std::ostringstream out;
+    const int w1 = 29, w2 = 26, w3 = 10;
+    const std::string rule(w1 + w2 + w3 + 1, '_'), thick(w1 + w2 + w3 + 1, '=');
+    out << "Model: \"sequential\"\n" << rule << "\n";
+    out << std::left << std::setw(w1) << " Layer (type)" << std::setw(w2) << "Output Shape" << "Param #\n";
+    out << thick << "\n";
+    std::vector<std::pair<std::string, int>> counters;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const Layer<T>& l = *layers_[i];
+      std::string base = l.type();
+      std::transform(base.begin(), base.end(), base.begin(), [](unsigned char c) { return std::tolower(c); });
+      int k = 0;
+      for (auto& [name, count] : counters)
+        if (name == base) k = ++count;
+      if (k == 0) counters.emplace_back(base, 0);
+      const std::string name = k == 0 ? base : base + "_" + std::to_string(k);
+      std::size_t params = l.parameter_count();
+      for (const auto& spec : l.buffer_specs()) params += spec.shape.size();
+      out << std::left << std::setw(w1) << (" " + name + " (" + l.type() + ")") << std::setw(w2)
+          << l.output_shape().to_string("None") << group_thousands(params) << "\n";
+    }
+    out << thick << "\n";
+    const std::size_t trainable = trainable_parameter_count(), frozen = non_trainable_parameter_count();
+    out << "Total params: " << group_thousands(trainable + frozen) << "\n";
+    out << "Trainable params: " << group_thousands(trainable) << "\n";
+    out << "Non-trainable params: " << group_thousands(frozen) << "\n";
+    out << "(softmax is fused into the loss: the last layer outputs logits)\n" << rule << "\n";
+    return out.str();
+  }
+
+  // ---- computation ---------------------------------------------------------
+  /// Runs the layers on x (N, ...input shape) and returns the logits (N, C).
+  TensorView<const T> forward(TensorView<const T> x, Mode mode) {
+    build();
+    TensorView<const T> h = x;
+    for (auto& l : layers_) h = l->forward(h, mode);
+    return h;
+  }
+  /// Back-propagates d(loss)/d(logits) through every layer; fills the gradients.
+  void backward(TensorView<const T> grad_logits) {
+    TensorView<const T> g = grad_logits;
+    for (std::size_t i = layers_.size(); i-- > 0;) g = layers_[i]->backward(g);
+  }
+
+  /// One optimisation step on a batch; returns (mean loss, number correct).
+  std::pair<double, std::size_t> train_step(TensorView<const T> x, const std::int32_t* labels) {
+    if (!optimizer_) throw Error("Sequential: call compile() before training");
+    TensorView<const T> logits = forward(x, Mode::train);
+    const double loss = loss_.forward(logits, labels);
+    std::size_t correct = count_correct(loss_.probabilities(), labels);
+    backward(loss_.backward());
+    last_loss_ = loss;
+    optimizer_->step(store_.params().data(), store_.grads().data(), store_.params().size());
+    return {loss, correct};
+  }
+
+  /// Trains on (x, labels); validation data is optional.
+  History fit(TensorView<const T> x, const std::vector<std::int32_t>& labels, const FitOptions<T>& options,
+              TensorView<const T> x_val = {}, const std::vector<std::int32_t>& y_val = {}) {
+    check_data(x, labels, "fit");
+    const bool has_val = x_val.data() != nullptr && !y_val.empty();
+    if (has_val) check_data(x_val, y_val, "fit (validation data)");
+    if (options.batch_size == 0) throw ArgumentError("fit: batch_size must be at least 1");
+    if (options.batch_size > x.dim(0))
+      throw ArgumentError("fit: batch_size " + std::to_string(options.batch_size) + " is larger than the " +
+                          std::to_string(x.dim(0)) + " training samples");
+    if (!optimizer_) throw Error("Sequential: call compile() before fit()");
+
+    const std::size_t n = x.dim(0), batch = options.batch_size;
+    const std::size_t batches = (n + batch - 1) / batch;
+    const std::size_t sample = input_shape_.size();
+    Rng shuffle_rng(options.shuffle_seed);
+    Rng augment_rng = Rng(options.augment_seed).fork(0xA09);
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    Tensor<T> batch_x;  // (B, ...input) gathered samples, reused
+    std::vector<std::int32_t> batch_y;
+    const bool bar = options.verbosity == Verbosity::bar ||
+                     (options.verbosity == Verbosity::automatic && options.log == &std::cout &&
+                      detail::stdout_is_terminal());
+    const bool quiet = options.verbosity == Verbosity::quiet || options.log == nullptr;
+    std::ostringstream sink;
+    detail::ProgressBar progress(quiet ? sink : *options.log, bar && !quiet);
+
+    History history;
+    for (std::size_t epoch = 1; epoch <= options.epochs; ++epoch) {
+      if (options.on_epoch_begin) options.on_epoch_begin(epoch, *this);
+      const auto start = std::chrono::steady_clock::now();
+      if (options.shuffle) shuffle_rng.shuffle(order);
+      progress.start_epoch(epoch, options.epochs, batches);
+      double loss_sum = 0;
+      std::size_t correct = 0, seen = 0;
+      for (std::size_t b = 0; b < batches; ++b) {
+        const std::size_t begin = b * batch, count = std::min(batch, n - begin);
+        batch_x.resize(input_shape_.prepend(count));
+        batch_y.resize(count);
+        for (std::size_t i = 0; i < count; ++i) {
+          const std::size_t src = order[begin + i];
+          std::copy_n(x.data() + src * sample, sample, batch_x.data() + i * sample);
+          batch_y[i] = labels[src];
+        }
+        if (options.augment) options.augment(batch_x.view(), augment_rng);
+        const auto [loss, batch_correct] = train_step(batch_x.view(), batch_y.data());
+        if (options.stop_on_non_finite) check_finite(loss, epoch, b + 1);
+        loss_sum += loss * static_cast<double>(count);
+        correct += batch_correct;
+        seen += count;
+        progress.update(b + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen));
+      }
+      const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      EpochStats stats;
+      stats.epoch = epoch;
+      stats.train_loss = loss_sum / static_cast<double>(n);
+      stats.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
+      stats.train_images_per_second = static_cast<double>(n) / train_seconds;
+      stats.learning_rate = optimizer_->learning_rate();
+      if (has_val) {
+        const Evaluation val = evaluate(x_val, y_val);
+        stats.has_validation = true;
+        stats.val_loss = val.loss;
+        stats.val_accuracy = val.accuracy;
+      }
+      stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::ostringstream line;
+      line << std::fixed << std::setprecision(4);
+      if (!bar) line << " - " << detail::format_seconds(stats.seconds) << " - " << std::setprecision(0)
+                     << stats.train_images_per_second << " images/s" << std::setprecision(4)
+                     << " - loss: " << stats.train_loss << " - accuracy: " << stats.train_accuracy;
+      if (bar) line << " - " << std::setprecision(0) << stats.train_images_per_second << " images/s" << std::setprecision(4);
+      if (has_val) line << " - val_loss: " << stats.val_loss << " - val_accuracy: " << stats.val_accuracy;
+      progress.end_epoch(line.str());
+      history.epochs.push_back(stats);
+      if (options.on_epoch_end) options.on_epoch_end(stats, *this);
+    }
+    return history;
+  }
+
+  /// Loss and accuracy in evaluation mode, in batches of `batch_size`.
+  Evaluation evaluate(TensorView<const T> x, const std::vector<std::int32_t>& labels, std::size_t batch_size = 500) {
+    check_data(x, labels, "evaluate");
+    if (batch_size == 0) throw ArgumentError("evaluate: batch_size must be at least 1");
+    const std::size_t n = x.dim(0);
+    double loss_sum = 0;
+    std::size_t correct = 0;
+    for (std::size_t begin = 0; begin < n; begin += batch_size) {
+      const std::size_t count = std::min(batch_size, n - begin);
+      TensorView<const T> logits = forward(x.slice(begin, begin + count), Mode::eval);
+      loss_sum += eval_loss_.forward(logits, labels.data() + begin) * static_cast<double>(count);
+      correct += count_correct(eval_loss_.probabilities(), labels.data() + begin);
+    }
+    return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n), n};
+  }
+
+  /// Class probabilities (N, C) in evaluation mode.
+  Tensor<T> predict(TensorView<const T> x, std::size_t batch_size = 500) {
+    check_input(x, "predict");
+    if (batch_size == 0) throw ArgumentError("predict: batch_size must be at least 1");
+    const std::size_t n = x.dim(0);
+    const Shape out_shape = output_shape();
+    if (out_shape.rank() != 1) throw ShapeError("predict: the model output must be (N, classes), got " + out_shape.to_string("N"));
+    const std::size_t c = out_shape[0];
+    Tensor<T> probabilities(Shape{n, c});  // (N, C)
+    for (std::size_t begin = 0; begin < n; begin += batch_size) {
+      const std::size_t count = std::min(batch_size, n - begin);
+      TensorView<const T> logits = forward(x.slice(begin, begin + count), Mode::eval);
+      for (std::size_t i = 0; i < count; ++i)
+        SoftmaxCrossEntropy<T>::softmax_row(logits.data() + i * c, probabilities.data() + (begin + i) * c, c, -1);
+    }
+    return probabilities;
+  }
+  /// The most probable class of each sample.
+  std::vector<std::int32_t> predict_classes(TensorView<const T> x, std::size_t batch_size = 500) {
+    Tensor<T> p = predict(x, batch_size);
+    return argmax_rows<T>(p.view());
+  }
+
+ private:
+  static std::string group_thousands(std::size_t n) {
+    std::string digits = std::to_string(n), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+      if (i && (digits.size() - i) % 3 == 0) out += ',';
+      out += digits[i];
+    }
+    return out;
+  }
+  static std::size_t count_correct(TensorView<const T> probabilities, const std::int32_t* labels) {
+    const std::size_t n = probabilities.dim(0), c = probabilities.dim(1);
+    std::size_t correct = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const T* row = probabilities.data() + i * c;
+      if (std::max_element(row, row + c) - row == labels[i]) ++correct;
+    }
+    return correct;
+  }
+  void check_input(TensorView<const T> x, const char* what) const {
+    if (x.data() == nullptr || x.rank() == 0 || x.dim(0) == 0)
+      throw ArgumentError(std::string(what) + ": the data set is empty");
+    if (x.shape().drop_first() != input_shape_ || x.rank() != input_shape_.rank() + 1)
+      throw ShapeError(std::string(what) + ": the model takes input " + input_shape_.to_string("N") + ", got " +
+                       x.shape().to_string());
+  }
+  void check_data(TensorView<const T> x, const std::vector<std::int32_t>& labels, const char* what) {
+    build();
+    check_input(x, what);
+    if (labels.size() != x.dim(0))
+      throw ArgumentError(std::string(what) + ": " + std::to_string(x.dim(0)) + " samples but " +
+                          std::to_string(labels.size()) + " labels");
+    const std::size_t classes = output_shape().size();
+    for (std::size_t i = 0; i < labels.size(); ++i)
+      if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
+        throw ArgumentError(std::string(what) + ": label " + std::to_string(labels[i]) + " of sample " +
+                            std::to_string(i) + " is outside 0.." + std::to_string(classes - 1) +
+                            " (the model has " + std::to_string(classes) + " outputs)");
+    const T* data = x.data();
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (!std::isfinite(data[i]))
+        throw ArgumentError(std::string(what) + ": input value " + std::to_string(static_cast<double>(data[i])) +
+                            " (not finite) at sample " + std::to_string(i / input_shape_.size()) + ", element " +
+                            std::to_string(i % input_shape_.size()));
+  }
+  void check_finite(double loss, std::size_t epoch, std::size_t batch) const {
+    if (!std::isfinite(loss))
+      throw NumericalError("fit: the loss became " + std::to_string(loss) + " at epoch " + std::to_string(epoch) +
+                           ", batch " + std::to_string(batch) + " (lower the learning rate, or set stop_on_non_finite = false)");
+    const Tensor<T>& g = store_.grads();
+    for (std::size_t i = 0; i < g.size(); ++i)
+      if (!std::isfinite(g[i])) {
+        for (const auto& e : store_.entries())
+          if (e.trainable && i >= e.offset && i < e.offset + e.spec.shape.size())
+            throw NumericalError("fit: a gradient became " + std::to_string(static_cast<double>(g[i])) + " at epoch " +
+                                 std::to_string(epoch) + ", batch " + std::to_string(batch) + ", in " +
+                                 e.layer->describe() + " " + e.spec.name);
+        throw NumericalError("fit: a gradient became non-finite at epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch));
+      }
+  }
+
+  Shape input_shape_;
+  std::uint64_t seed_;
+  std::vector<std::unique_ptr<Layer<T>>> layers_;
+  ParameterStore<T> store_;
+  bool built_ = false;
+  std::unique_ptr<Optimizer<T>> optimizer_;
+  SoftmaxCrossEntropy<T> loss_;       // training
+  SoftmaxCrossEntropy<T> eval_loss_;  // evaluate(), so that it does not disturb training state
+  double last_loss_ = 0;
+};
+
+}  // namespace lamina
