@@ -1,0 +1,24 @@
+# Tests that are not a single Catch2 file.
+
+# Header-only hygiene: two translation units including everything, linked together.
+add_executable(test_link_two_tu ${CMAKE_CURRENT_SOURCE_DIR}/link/tu_a.cpp ${CMAKE_CURRENT_SOURCE_DIR}/link/tu_b.cpp)
+target_link_libraries(test_link_two_tu PRIVATE lamina::lamina lamina_dev_flags)
+add_test(NAME test_link_two_tu COMMAND test_link_two_tu)
+
+# A separate project consumes lamina three ways; the package way goes through a
+# real `cmake --install` into a scratch prefix, configured with the checks switch
+# on so the test also proves that switches travel with the installed target.
+set(consumer_work ${CMAKE_CURRENT_BINARY_DIR}/consumer_work)
+add_test(NAME consumer_package
+  COMMAND ${CMAKE_COMMAND}
+    -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DWORK_DIR=${consumer_work}/package -DMODE=package
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run_consumer.cmake)
+add_test(NAME consumer_subdirectory
+  COMMAND ${CMAKE_COMMAND}
+    -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DWORK_DIR=${consumer_work}/subdirectory -DMODE=subdirectory
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run_consumer.cmake)
+add_test(NAME consumer_fetchcontent
+  COMMAND ${CMAKE_COMMAND}
+    -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DWORK_DIR=${consumer_work}/fetchcontent -DMODE=fetchcontent
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run_consumer.cmake)
+set_tests_properties(consumer_package consumer_subdirectory consumer_fetchcontent PROPERTIES TIMEOUT 600)
