@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lamina builds, tests and benchmarks with
+# (through sudo when not root). Safe to run again.
+set -euo pipefail
+packages=(
+  build-essential cmake            # g++ (with OpenMP) and CMake
+  libeigen3-dev libxsimd-dev       # GEMM; SIMD kernels
+  zlib1g-dev                       # .gz input
+  catch2 libbenchmark-dev          # tests; benchmarks
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

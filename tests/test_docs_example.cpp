@@ -1,0 +1,67 @@
+// The example layer of docs/layers.md, compiled and checked, so the page stays true.
+// (Keep it in sync with the page: the code below is copied from it.)
+#include <lamina/lamina.hpp>
+
+#include "test_support.hpp"
+
+
+template <class T>
+class Scale final : public lamina::Layer<T> {
+ public:
+  std::string type() const override { return "Scale"; }
+
+  std::vector<lamina::TensorSpec> parameter_specs() const override {
+    return {{"scale", lamina::Shape{features_}}};
+  }
+  void initialize(lamina::Rng&) override {
+    for (T& s : this->param(0)) s = T(1);
+  }
+
+  lamina::TensorView<const T> forward(lamina::TensorView<const T> input, lamina::Mode) override {
+    this->check_input(input);            // (N, F), or a ShapeError naming the layer
+    input_ = input;                      // cached for backward
+    output_.resize(input.shape());       // (N, F), reused across steps
+    const T* s = this->param(0).data();  // (F)
+    for (std::size_t i = 0; i < input.size(); ++i) output_[i] = input[i] * s[i % features_];
+    return output_.view();
+  }
+
+  lamina::TensorView<const T> backward(lamina::TensorView<const T> grad_output) override {
+    const std::size_t n = input_.dim(0);
+    this->check_grad_output(grad_output, n);
+    T* ds = this->grad(0).data();        // (F), overwritten
+    std::fill(ds, ds + features_, T(0));
+    grad_input_.resize(input_.shape());  // (N, F)
+    for (std::size_t i = 0; i < input_.size(); ++i) {  // row order: a fixed order
+      ds[i % features_] += grad_output[i] * input_[i];
+      grad_input_[i] = grad_output[i] * this->param(0)[i % features_];
+    }
+    return grad_input_.view();
+  }
+
+ protected:
+  lamina::Shape do_build(const lamina::Shape& input_shape) override {
+    if (input_shape.rank() != 1) throw this->build_error("(N, features)", input_shape);
+    features_ = input_shape[0];
+    return input_shape;
+  }
+
+ private:
+  std::size_t features_ = 0;
+  lamina::TensorView<const T> input_;  // (N, F) from forward
+  lamina::Tensor<T> output_;           // (N, F)
+  lamina::Tensor<T> grad_input_;       // (N, F)
+};
+
+TEST_CASE("The docs/layers.md example layer passes the gradient check and trains in a model") {
+  Scale<double> scale;
+  lamina::GradCheckResult r = lamina::check_gradients(scale, lamina::Shape{4, 7});
+  REQUIRE(r.passed);  // r.report() names the worst position on failure
+
+  lamina::Sequential<float> model(lamina::Shape{784}, /*seed=*/1);
+  model.add<Scale>();
+  model.add<lamina::Dense>(10);
+  CHECK(r.positions_checked == 4 * 7 + 7);
+  CHECK(model.summary().find("Scale") != std::string::npos);
+  CHECK(model.trainable_parameter_count() == 784 + 784 * 10 + 10);
+}
