@@ -5,6 +5,8 @@
 #include "lamina/core/rng.hpp"
 #include "lamina/core/tensor.hpp"
 #include "lamina/core/threads.hpp"
+#include "lamina/data/augment.hpp"
+#include "lamina/data/data.hpp"
 #include "lamina/gradcheck.hpp"
 #include "lamina/layers/activations.hpp"
 #include "lamina/layers/dense.hpp"
@@ -14,3 +16,4 @@
 #include "lamina/loss.hpp"
 #include "lamina/model/sequential.hpp"
 #include "lamina/optim/optimizer.hpp"
+#include "lamina/optim/schedule.hpp"
