@@ -16,7 +16,7 @@ int main(int argc, char** argv) try {
   using namespace lamina;
   const lamina_examples::ProgramInfo info{
       "mnist_mlp", "Trains the MLP baseline (784-256-10) on MNIST and reports its accuracy.",
-      /*epochs=*/20, /*batch_size=*/64, /*lr_schedule=*/"cosine"};
+      /*epochs=*/20, /*batch_size=*/64};
   const auto options = lamina_examples::parse_options(argc, argv, info);
   if (options.threads > 0) set_num_threads(options.threads);
 
