@@ -1,0 +1,155 @@
+// lamina/layers/dropout.hpp: inverted dropout, as Keras's Dropout.
+//
+// Training: every unit is kept with probability 1 - rate and then scaled by
+// 1 / (1 - rate), or set to 0; so the expected output equals the input and
+// evaluation needs no rescaling. Evaluation: the identity (the output is the
+// input itself, bit for bit, and backward passes the gradient through).
+//
+// Randomness: the layer draws from its OWN lamina::Rng stream, exposed by rng()
+// so that callers can snapshot and restore it (the gradient checker does, so that
+// every evaluation sees the same mask; checkpoints will). The stream is seeded
+//   - with the constructor's `seed` when one is given: then the model's seed does
+//     not matter, and initialize() rewinds the stream to Rng(seed);
+//   - otherwise by initialize(rng), which the model calls with its per-layer fork
+//     Rng(model seed).fork(layer index): the stream becomes rng.fork(kStreamId)
+//     (forking leaves the caller's rng untouched). A Dropout used alone and
+//     never initialized draws from Rng(0).
+// Every training forward takes ONE 64-bit draw from the stream as that step's
+// key; chunk k of the mask (fixed chunks of kElementsPerChunk units) is drawn
+// serially from Rng(key).fork(k). So the mask depends only on the stream state
+// and the tensor size, never on the thread count, and the stream advances by
+// exactly one draw per training step. A unit is kept when its uniform draw in
+// [0, 1) is >= rate. rate 0 draws nothing and keeps every unit.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <locale>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "lamina/core/threads.hpp"
+#include "lamina/layers/layer.hpp"
+
+namespace lamina {
+
+template <class T>
+class Dropout final : public Layer<T> {
+ public:
+  /// Units of mask per work chunk (and per forked stream): a fixed split, never
+  /// derived from the thread count.
+  static constexpr std::size_t kElementsPerChunk = std::size_t{1} << 14;
+  /// Which fork of initialize()'s rng becomes the stream (when no seed is given).
+  static constexpr std::uint64_t kStreamId = 0xD60F;
+
+  /// rate in [0, 1): the fraction of units dropped in training. `seed`: see above.
+  explicit Dropout(double rate, std::optional<std::uint64_t> seed = std::nullopt) : rate_(rate), seed_(seed) {
+    if (!(rate >= 0.0 && rate < 1.0))
+      throw ArgumentError(detail::concat("Dropout: rate must be in [0, 1), got ", rate));
+    if (seed_) rng_.reseed(*seed_);
+  }
+
+  std::string type() const override { return "Dropout"; }
+  LayerConfig config() const override {
+    return {{"rate", number_text(rate_)}, {"seed", seed_ ? std::to_string(*seed_) : std::string("none")}};
+  }
+  void initialize(Rng& rng) override {
+    if (seed_)
+      rng_.reseed(*seed_);
+    else
+      rng_ = rng.fork(kStreamId);
+  }
+  Rng* rng() noexcept override { return &rng_; }
+
+  TensorView<const T> forward(TensorView<const T> input, Mode mode) override {
+    this->check_input(input);
+    mode_ = mode;
+    batch_ = input.dim(0);
+    if (mode == Mode::eval) return input;  // the identity, without a copy (as Flatten)
+
+    const std::size_t n = input.size();
+    output_.resize(input.shape());
+    mask_.resize(input.shape());
+    const T* x = input.data();  // (N, ...)
+    T* y = output_.data();      // (N, ...)
+    T* mask = mask_.data();     // (N, ...) 0 or 1 / (1 - rate)
+    const T keep_scale = static_cast<T>(1.0 / (1.0 - rate_));
+    if (rate_ == 0.0) {
+      std::fill(mask, mask + n, T(1));
+      std::copy(x, x + n, y);
+      return output_.view();
+    }
+    const Rng step(rng_.next_u64());  // this step's key: one draw from the stream
+    const double rate = rate_;
+    parallel_for(chunk_count(n, kElementsPerChunk), [&](std::ptrdiff_t k) {
+      const std::size_t begin = static_cast<std::size_t>(k) * kElementsPerChunk;
+      const std::size_t end = std::min(n, begin + kElementsPerChunk);
+      Rng chunk = step.fork(static_cast<std::uint64_t>(k));
+      for (std::size_t i = begin; i < end; ++i) mask[i] = chunk.uniform() >= rate ? keep_scale : T(0);
+      for (std::size_t i = begin; i < end; ++i) y[i] = x[i] * mask[i];
+    });
+    return output_.view();
+  }
+
+  TensorView<const T> backward(TensorView<const T> grad_output) override {
+    if (batch_ == 0) throw Error(this->describe() + ": backward() before forward()");
+    this->check_grad_output(grad_output, batch_);
+    if (mode_ == Mode::eval) return grad_output;  // the identity's gradient
+
+    const std::size_t n = grad_output.size();
+    grad_input_.resize(grad_output.shape());
+    const T* dy = grad_output.data();  // (N, ...)
+    const T* mask = mask_.data();      // (N, ...) from the forward
+    T* dx = grad_input_.data();        // (N, ...)
+    parallel_for(chunk_count(n, kElementsPerChunk), [&](std::ptrdiff_t k) {
+      const std::size_t begin = static_cast<std::size_t>(k) * kElementsPerChunk;
+      const std::size_t end = std::min(n, begin + kElementsPerChunk);
+      for (std::size_t i = begin; i < end; ++i) dx[i] = dy[i] * mask[i];
+    });
+    return grad_input_.view();
+  }
+
+  double rate() const noexcept { return rate_; }
+  std::optional<std::uint64_t> seed() const noexcept { return seed_; }
+  /// The scale factors of the last training forward (N, ...): 0 or 1 / (1 - rate).
+  TensorView<const T> mask() const noexcept { return mask_.view(); }
+
+ protected:
+  Shape do_build(const Shape& input_shape) override {
+    if (input_shape.rank() == 0 || input_shape.size() == 0)
+      throw this->build_error("(N, d1, ...) with at least one value per sample", input_shape);
+    return input_shape;
+  }
+
+ private:
+  // Shortest text that reads back as the same double, independent of the locale.
+  static std::string number_text(double value) {
+    std::string text;
+    for (int precision = 1; precision <= std::numeric_limits<double>::max_digits10; ++precision) {
+      std::ostringstream out;
+      out.imbue(std::locale::classic());
+      out.precision(precision);
+      out << value;
+      text = out.str();
+      std::istringstream in(text);
+      in.imbue(std::locale::classic());
+      double back = 0;
+      if (in >> back && back == value) break;
+    }
+    return text;
+  }
+
+  double rate_;
+  std::optional<std::uint64_t> seed_;
+  Rng rng_;                   // the layer's own stream (see the top of the file)
+  Mode mode_ = Mode::train;   // of the last forward: what backward differentiates
+  std::size_t batch_ = 0;     // N of the last forward
+  Tensor<T> output_;          // (N, ...)
+  Tensor<T> mask_;            // (N, ...) 0 or 1 / (1 - rate)
+  Tensor<T> grad_input_;      // (N, ...)
+};
+
+}  // namespace lamina

@@ -1,0 +1,760 @@
+// BatchNormalization, MaxPooling2D, Dropout: forward against hand-computed
+// values, gradients through the public checker in every mode, determinism with
+// 1 and 2 threads, and shape errors that name the culprit.
+#include <lamina/lamina.hpp>
+#include <lamina/layers/batchnorm.hpp>
+#include <lamina/layers/dropout.hpp>
+#include <lamina/layers/maxpool2d.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace lamina;
+
+namespace {
+// Binds a standalone layer to a store and initialises it, so that its
+// parameters and buffers can be set by hand.
+template <class T>
+ParameterStore<T> bind_alone(Layer<T>& layer, const Shape& sample_shape, std::uint64_t seed = 1) {
+  layer.build(sample_shape);
+  ParameterStore<T> store;
+  store.allocate({&layer});
+  Rng rng(seed);
+  layer.initialize(rng);
+  return store;
+}
+
+template <class T>
+Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  Tensor<T> t(shape);
+  Rng rng(seed);
+  for (T& v : t) v = static_cast<T>(rng.uniform(lo, hi));
+  return t;
+}
+
+template <class T>
+bool same_bits(TensorView<const T> a, TensorView<const T> b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Restores the thread count a test changed.
+struct ThreadCountGuard {
+  int saved = num_threads();
+  ~ThreadCountGuard() { set_num_threads(saved); }
+};
+
+// A BatchNormalization whose moving statistics are moved well away from their
+// initial (0, 1) by training forwards inside initialize(): check_gradients calls
+// initialize(), which resets them, so the eval-mode check needs this to test the
+// eval function with non-trivial statistics.
+class WarmedBatchNorm final : public Layer<double> {
+ public:
+  std::string type() const override { return "WarmedBatchNorm"; }
+  std::vector<TensorSpec> parameter_specs() const override { return inner_.parameter_specs(); }
+  std::vector<TensorSpec> buffer_specs() const override { return inner_.buffer_specs(); }
+  void initialize(Rng& rng) override {
+    inner_.bind(parameters(), gradients(), buffers());
+    inner_.initialize(rng);
+    // Channel c of the warm-up data: mean 2 + c, spread growing with c.
+    Tensor<double> warm(input_shape().prepend(8));
+    const std::size_t C = inner_.channels();
+    Rng data(99);
+    for (int step = 0; step < 6; ++step) {
+      for (std::size_t i = 0; i < warm.size(); ++i) {
+        const double c = static_cast<double>(i % C);
+        warm[i] = 2.0 + c + (0.5 + c) * data.uniform(-1.0, 1.0);
+      }
+      inner_.forward(warm.view(), Mode::train);
+    }
+    // Copies: the views die with check_gradients's store.
+    warmed_mean = Tensor<double>::from(buffers()[0]);
+    warmed_variance = Tensor<double>::from(buffers()[1]);
+  }
+  Tensor<double> warmed_mean, warmed_variance;  // (C) the statistics after warm-up
+  TensorView<const double> forward(TensorView<const double> x, Mode m) override { return inner_.forward(x, m); }
+  TensorView<const double> backward(TensorView<const double> g) override { return inner_.backward(g); }
+
+ protected:
+  Shape do_build(const Shape& in) override { return inner_.build(in); }
+
+ private:
+  BatchNormalization<double> inner_{0.5};  // momentum 0.5: six steps move the statistics far
+};
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// BatchNormalization
+// ---------------------------------------------------------------------------
+
+TEST_CASE("BatchNormalization: type, config, specs") {
+  BatchNormalization<float> bn;
+  CHECK(bn.type() == "BatchNormalization");
+  CHECK(bn.config() == LayerConfig{{"momentum", "0.99"}, {"epsilon", "0.001"}});
+  CHECK(bn.build(Shape{5, 5, 3}) == Shape{5, 5, 3});
+  REQUIRE(bn.parameter_specs().size() == 2);
+  CHECK(bn.parameter_specs()[0].name == "gamma");
+  CHECK(bn.parameter_specs()[1].name == "beta");
+  CHECK(bn.parameter_specs()[1].shape == Shape{3});
+  REQUIRE(bn.buffer_specs().size() == 2);
+  CHECK(bn.buffer_specs()[0].name == "moving_mean");
+  CHECK(bn.buffer_specs()[1].name == "moving_variance");
+  CHECK(bn.buffer_specs()[1].shape == Shape{3});
+  CHECK(bn.parameter_count() == 6);
+  CHECK_THROWS_AS(BatchNormalization<float>(1.5), ArgumentError);
+  CHECK_THROWS_AS(BatchNormalization<float>(0.9, 0.0), ArgumentError);
+  CHECK(BatchNormalization<double>(0.9, 1e-5).config()[1].second == "1e-05");
+}
+
+TEST_CASE("BatchNormalization: initial values are Keras's") {
+  BatchNormalization<float> bn;
+  auto store = bind_alone<float>(bn, Shape{4});
+  for (float g : bn.parameters()[0]) CHECK(g == 1.0f);
+  for (float b : bn.parameters()[1]) CHECK(b == 0.0f);
+  for (float m : bn.buffers()[0]) CHECK(m == 0.0f);
+  for (float v : bn.buffers()[1]) CHECK(v == 1.0f);
+}
+
+TEST_CASE("BatchNormalization eval: the affine map of the moving statistics, by hand") {
+  // epsilon 0.25 and moving variances 3.75 / 0.75 make sqrt(var + eps) 2 and 1:
+  // every value below is exact in binary.
+  BatchNormalization<float> bn(0.99, 0.25);
+  auto store = bind_alone<float>(bn, Shape{2});
+  bn.parameters()[0][0] = 3.0f;   // gamma
+  bn.parameters()[0][1] = -2.0f;
+  bn.parameters()[1][0] = 1.0f;   // beta
+  bn.parameters()[1][1] = 0.5f;
+  bn.buffers()[0][0] = 2.0f;      // moving_mean
+  bn.buffers()[0][1] = -1.0f;
+  bn.buffers()[1][0] = 3.75f;     // moving_variance
+  bn.buffers()[1][1] = 0.75f;
+  Tensor<float> x(Shape{3, 2});
+  const float xs[] = {6, 0, 2, -1, -2, 3};
+  std::copy(xs, xs + 6, x.data());
+  auto y = bn.forward(x.view(), Mode::eval);
+  // channel 0: 3 * (x - 2) / 2 + 1;  channel 1: -2 * (x + 1) / 1 + 0.5
+  CHECK(y(0, 0) == 7.0f);
+  CHECK(y(0, 1) == -1.5f);
+  CHECK(y(1, 0) == 1.0f);
+  CHECK(y(1, 1) == 0.5f);
+  CHECK(y(2, 0) == -5.0f);
+  CHECK(y(2, 1) == -7.5f);
+  // Evaluation leaves the moving statistics alone.
+  CHECK(bn.buffers()[0][0] == 2.0f);
+  CHECK(bn.buffers()[1][1] == 0.75f);
+
+  // Its gradient is that of the affine map: dx = gamma / sqrt(var + eps) * dy,
+  // dgamma = sum(dy * x_hat), dbeta = sum(dy).
+  Tensor<float> dy(Shape{3, 2});
+  const float dys[] = {1, 2, -1, 1, 0.5f, -4};
+  std::copy(dys, dys + 6, dy.data());
+  auto dx = bn.backward(dy.view());
+  CHECK(dx(0, 0) == 1.5f);   // 3 / 2 * 1
+  CHECK(dx(0, 1) == -4.0f);  // -2 / 1 * 2
+  CHECK(dx(2, 1) == 8.0f);
+  CHECK(bn.gradients()[1][0] == 0.5f);    // 1 - 1 + 0.5
+  CHECK(bn.gradients()[1][1] == -1.0f);   // 2 + 1 - 4
+  // x_hat channel 0: (6-2)/2 = 2, 0, -2: dgamma = 2 - 0 - 1 = 1
+  CHECK(bn.gradients()[0][0] == 1.0f);
+  // x_hat channel 1: 1, 0, 4: dgamma = 2 + 0 - 16 = -14
+  CHECK(bn.gradients()[0][1] == -14.0f);
+}
+
+TEST_CASE("BatchNormalization train: batch statistics, moving update by hand") {
+  BatchNormalization<double> bn(0.9, 1e-3);
+  auto store = bind_alone<double>(bn, Shape{2});
+  Tensor<double> x(Shape{4, 2});
+  // channel 0: 1, 2, 3, 6 (mean 3, biased variance (4 + 1 + 0 + 9) / 4 = 3.5)
+  // channel 1: -1, -1, 1, 1 (mean 0, biased variance 1)
+  const double xs[] = {1, -1, 2, -1, 3, 1, 6, 1};
+  std::copy(xs, xs + 8, x.data());
+  auto y = bn.forward(x.view(), Mode::train);
+  CHECK(y(0, 0) == Approx((1 - 3) / std::sqrt(3.5 + 1e-3)).epsilon(1e-14));
+  CHECK(y(3, 0) == Approx((6 - 3) / std::sqrt(3.5 + 1e-3)).epsilon(1e-14));
+  CHECK(y(0, 1) == Approx(-1 / std::sqrt(1 + 1e-3)).epsilon(1e-14));
+  // moving = 0.9 * moving + 0.1 * batch, from (0, 1), with the BIASED variance.
+  CHECK(bn.buffers()[0][0] == Approx(0.1 * 3).epsilon(1e-15));
+  CHECK(bn.buffers()[0][1] == Approx(0.0).margin(1e-15));
+  CHECK(bn.buffers()[1][0] == Approx(0.9 + 0.1 * 3.5).epsilon(1e-15));
+  CHECK(bn.buffers()[1][1] == Approx(0.9 + 0.1 * 1.0).epsilon(1e-15));
+  // A second step compounds.
+  bn.forward(x.view(), Mode::train);
+  CHECK(bn.buffers()[0][0] == Approx(0.9 * 0.3 + 0.1 * 3).epsilon(1e-15));
+  CHECK(bn.buffers()[1][0] == Approx(0.9 * 1.25 + 0.1 * 3.5).epsilon(1e-15));
+}
+
+TEST_CASE("BatchNormalization train: per-channel mean 0 and variance var/(var+eps), and train != eval") {
+  for (const Shape& shape : {Shape{8, 5, 6, 3}, Shape{50, 4}}) {
+    CAPTURE(shape.to_string());
+    BatchNormalization<double> bn;
+    auto store = bind_alone<double>(bn, shape.drop_first());
+    const std::size_t C = shape[shape.rank() - 1];
+    Tensor<double> x = random_tensor<double>(shape, 5);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = 3.0 * (i % C + 1) * x[i] + 10.0 * (i % C);  // offset, spread
+    Tensor<double> y = Tensor<double>::from(bn.forward(x.view(), Mode::train));
+    const std::size_t m = x.size() / C;
+    for (std::size_t c = 0; c < C; ++c) {
+      double sx = 0, sy = 0;
+      for (std::size_t r = 0; r < m; ++r) {
+        sx += x[r * C + c];
+        sy += y[r * C + c];
+      }
+      const double mx = sx / m, my = sy / m;
+      double vx = 0, vy = 0;
+      for (std::size_t r = 0; r < m; ++r) {
+        vx += (x[r * C + c] - mx) * (x[r * C + c] - mx);
+        vy += (y[r * C + c] - my) * (y[r * C + c] - my);
+      }
+      vx /= m;
+      vy /= m;
+      CHECK(my == Approx(0.0).margin(1e-12));
+      CHECK(vy == Approx(vx / (vx + 1e-3)).epsilon(1e-12));
+    }
+    // Eval uses the moving statistics (here barely moved from (0, 1)): different.
+    auto e = bn.forward(x.view(), Mode::eval);
+    double max_diff = 0;
+    for (std::size_t i = 0; i < e.size(); ++i) max_diff = std::max(max_diff, std::abs(e[i] - y[i]));
+    CHECK(max_diff > 1.0);
+  }
+}
+
+TEST_CASE("BatchNormalization float: a large offset costs no precision") {
+  // Values 1000 + small noise. A float one-pass sum of squares would lose the
+  // variance, and subtracting float(mean) would shift every output by up to
+  // ulp(1000) / std ~ 1e-3: the margins below catch both.
+  BatchNormalization<float> bn;
+  auto store = bind_alone<float>(bn, Shape{1});
+  Tensor<float> x(Shape{4096, 1});
+  Rng rng(4);
+  for (float& v : x) v = 1000.0f + static_cast<float>(rng.uniform(-0.01, 0.01));
+  auto y = bn.forward(x.view(), Mode::train);
+  double s = 0, s2 = 0;
+  for (float v : y) s += v;
+  for (float v : y) s2 += (v - s / 4096) * (v - s / 4096);
+  // variance of the input is ~3.3e-5, so var / (var + eps) is ~0.032
+  double sx = 0, vx = 0;
+  for (float v : x) sx += v;
+  for (float v : x) vx += (v - sx / 4096) * (v - sx / 4096);
+  vx /= 4096;
+  CHECK(s / 4096 == Approx(0.0).margin(1e-5));
+  CHECK(s2 / 4096 == Approx(vx / (vx + 1e-3)).epsilon(1e-4));
+}
+
+TEST_CASE("Gradient checks: BatchNormalization") {
+  SECTION("train, images (N, H, W, C)") {
+    BatchNormalization<double> bn;
+    auto r = check_gradients(bn, Shape{4, 3, 5, 3});
+    INFO(r.report());
+    CHECK(r.passed);
+    CHECK(r.positions_checked == 4 * 3 * 5 * 3 + 3 + 3);
+  }
+  SECTION("train, dense (N, F)") {
+    BatchNormalization<double> bn;
+    auto r = check_gradients(bn, Shape{6, 7});
+    INFO(r.report());
+    CHECK(r.passed);
+    CHECK(r.positions_checked == 6 * 7 + 7 + 7);
+  }
+  SECTION("eval, dense, fresh statistics (0, 1)") {
+    BatchNormalization<double> bn;
+    GradCheckOptions o;
+    o.mode = Mode::eval;
+    auto r = check_gradients(bn, Shape{5, 4}, o);
+    INFO(r.report());
+    CHECK(r.passed);
+  }
+  SECTION("eval, images, after training forwards moved the statistics") {
+    WarmedBatchNorm bn;
+    GradCheckOptions o;
+    o.mode = Mode::eval;
+    auto r = check_gradients(bn, Shape{3, 4, 3, 2}, o);
+    INFO(r.report());
+    CHECK(r.passed);
+    // The statistics the check ran with really were non-trivial.
+    REQUIRE(bn.warmed_mean.size() == 2);
+    CHECK(bn.warmed_mean[0] > 1.5);      // moving_mean of channel 0 near 2
+    CHECK(bn.warmed_mean[1] > 2.5);      // channel 1 near 3
+    CHECK(bn.warmed_variance[1] > 0.6);  // channel 1's variance (1.5^2/3 = 0.75), far from...
+    CHECK(bn.warmed_variance[0] < 0.2);  // ... channel 0's (0.5^2/3 ~ 0.083)
+  }
+}
+
+TEST_CASE("The gradient checker catches BatchNormalization's eval gradient used in training") {
+  // Differentiating train mode as if the statistics were constants is the classic
+  // batch-norm bug; the check must see it.
+  class StatisticsHeldFixed final : public Layer<double> {
+   public:
+    std::string type() const override { return "StatisticsHeldFixed"; }
+    std::vector<TensorSpec> parameter_specs() const override { return inner_.parameter_specs(); }
+    std::vector<TensorSpec> buffer_specs() const override { return inner_.buffer_specs(); }
+    void initialize(Rng& rng) override {
+      inner_.bind(parameters(), gradients(), buffers());
+      inner_.initialize(rng);
+    }
+    TensorView<const double> forward(TensorView<const double> x, Mode) override {
+      // Train output, but with the moving statistics set to this batch's (momentum 0),
+      // then differentiated as eval.
+      inner_.forward(x, Mode::train);
+      return inner_.forward(x, Mode::eval);
+    }
+    TensorView<const double> backward(TensorView<const double> g) override { return inner_.backward(g); }
+
+   protected:
+    Shape do_build(const Shape& in) override { return inner_.build(in); }
+
+   private:
+    BatchNormalization<double> inner_{0.0, 1e-3};
+  } wrong;
+  auto r = check_gradients(wrong, Shape{6, 3});
+  CHECK_FALSE(r.passed);
+  CHECK(r.worst_tensor == "input");
+}
+
+namespace {
+// Everything a BatchNormalization computes in two training steps, then an eval
+// step, with `threads` threads.
+template <class T>
+struct BatchNormRun {
+  Tensor<T> y, dx, eval_y, eval_dx, params, grads, buffers;
+
+  BatchNormRun(int threads, const Shape& shape) {
+    set_num_threads(threads);
+    const Tensor<T> x = random_tensor<T>(shape, 11, -2.0, 3.0);
+    const Tensor<T> dy = random_tensor<T>(shape, 12);
+    BatchNormalization<T> bn;
+    auto store = bind_alone<T>(bn, shape.drop_first());
+    Rng jitter(3);
+    for (T& p : store.params()) p += static_cast<T>(jitter.uniform(-0.3, 0.3));
+    bn.forward(x.view(), Mode::train);
+    y = Tensor<T>::from(bn.forward(x.view(), Mode::train));  // second step: moving stats compound
+    dx = Tensor<T>::from(bn.backward(dy.view()));
+    grads = store.grads();
+    eval_y = Tensor<T>::from(bn.forward(x.view(), Mode::eval));
+    eval_dx = Tensor<T>::from(bn.backward(dy.view()));
+    buffers = store.buffers();
+  }
+  void check_same_bits(const BatchNormRun& other) const {
+    CHECK(same_bits<T>(y.view(), other.y.view()));
+    CHECK(same_bits<T>(dx.view(), other.dx.view()));
+    CHECK(same_bits<T>(grads.view(), other.grads.view()));
+    CHECK(same_bits<T>(buffers.view(), other.buffers.view()));
+    CHECK(same_bits<T>(eval_y.view(), other.eval_y.view()));
+    CHECK(same_bits<T>(eval_dx.view(), other.eval_dx.view()));
+  }
+};
+}  // namespace
+
+TEST_CASE("BatchNormalization: bit-identical with 1 and 2 threads") {
+  ThreadCountGuard guard;
+  const Shape shape{24, 16, 16, 16};  // 6144 rows of 16 channels: 6 chunks
+  REQUIRE(shape.size() > 4 * BatchNormalization<float>::kElementsPerChunk);
+  // Both types: in float, a reordering of the double statistics would mostly
+  // vanish when they are rounded to float; in double it shows.
+  SECTION("float") { BatchNormRun<float>(1, shape).check_same_bits(BatchNormRun<float>(2, shape)); }
+  SECTION("double") { BatchNormRun<double>(1, shape).check_same_bits(BatchNormRun<double>(2, shape)); }
+}
+
+TEST_CASE("BatchNormalization: shape errors name the layer and the shapes") {
+  BatchNormalization<float> bn;
+  CHECK_THROWS_AS(bn.build(Shape{5, 7}), ShapeError);
+  BatchNormalization<float> bn2;
+  CHECK_THROWS_WITH(bn2.build(Shape{5, 7}),
+                    "layer ? (BatchNormalization): expects input (N, features) or (N, H, W, C), got (N, 5, 7)");
+  Sequential<float> model(Shape{5, 7});
+  CHECK_THROWS_WITH(model.add<BatchNormalization>(),
+                    "layer 0 (BatchNormalization): expects input (N, features) or (N, H, W, C), got (N, 5, 7) "
+                    "(the model input)");
+  BatchNormalization<float> bn3;
+  auto store = bind_alone<float>(bn3, Shape{4, 4, 2});
+  Tensor<float> wrong(Shape{2, 4, 4, 3});
+  CHECK_THROWS_WITH(bn3.forward(wrong.view(), Mode::train),
+                    "layer ? (BatchNormalization): expects input (N, 4, 4, 2), got (2, 4, 4, 3)");
+}
+
+// ---------------------------------------------------------------------------
+// MaxPooling2D
+// ---------------------------------------------------------------------------
+
+TEST_CASE("MaxPooling2D: config and output shapes (valid and same)") {
+  MaxPooling2D<float> pool;
+  CHECK(pool.type() == "MaxPooling2D");
+  CHECK(pool.config() == LayerConfig{{"pool_size", "(2, 2)"}, {"strides", "(2, 2)"}, {"padding", "valid"}});
+  CHECK(pool.build(Shape{7, 7, 3}) == Shape{3, 3, 3});
+  CHECK(MaxPooling2D<float>(3, 2).build(Shape{7, 8, 1}) == Shape{3, 3, 1});
+  CHECK(MaxPooling2D<float>(2, 0, PoolPadding::same).build(Shape{7, 7, 2}) == Shape{4, 4, 2});
+  CHECK(MaxPooling2D<float>(3, 2, PoolPadding::same).build(Shape{6, 5, 1}) == Shape{3, 3, 1});
+  MaxPooling2D<float> rect({3, 2}, {1, 2}, PoolPadding::valid);
+  CHECK(rect.config() == LayerConfig{{"pool_size", "(3, 2)"}, {"strides", "(1, 2)"}, {"padding", "valid"}});
+  CHECK(rect.build(Shape{5, 5, 1}) == Shape{3, 2, 1});
+  CHECK(pool.parameter_count() == 0);
+  CHECK_THROWS_AS(MaxPooling2D<float>(0), ArgumentError);
+}
+
+TEST_CASE("MaxPooling2D forward and backward by hand") {
+  SECTION("2x2, stride 2, valid, two channels") {
+    MaxPooling2D<float> pool;
+    pool.build(Shape{4, 4, 2});
+    Tensor<float> x(Shape{1, 4, 4, 2});
+    // channel 0: 0..15 row-major; channel 1: 15..0 (its maxima sit top-left)
+    for (std::size_t i = 0; i < 16; ++i) {
+      x[2 * i] = static_cast<float>(i);
+      x[2 * i + 1] = static_cast<float>(15 - i);
+    }
+    auto y = pool.forward(x.view(), Mode::train);
+    REQUIRE(y.shape() == Shape{1, 2, 2, 2});
+    CHECK(y(0, 0, 0, 0) == 5.0f);
+    CHECK(y(0, 0, 1, 0) == 7.0f);
+    CHECK(y(0, 1, 0, 0) == 13.0f);
+    CHECK(y(0, 1, 1, 0) == 15.0f);
+    CHECK(y(0, 0, 0, 1) == 15.0f);
+    CHECK(y(0, 0, 1, 1) == 13.0f);
+    CHECK(y(0, 1, 0, 1) == 7.0f);
+    CHECK(y(0, 1, 1, 1) == 5.0f);
+    Tensor<float> dy(Shape{1, 2, 2, 2});
+    for (std::size_t i = 0; i < 8; ++i) dy[i] = static_cast<float>(i + 1);
+    auto dx = pool.backward(dy.view());
+    // channel 0 winners: pixels (1,1), (1,3), (3,1), (3,3); channel 1: (0,0), (0,2), (2,0), (2,2)
+    CHECK(dx(0, 1, 1, 0) == 1.0f);
+    CHECK(dx(0, 1, 3, 0) == 3.0f);
+    CHECK(dx(0, 3, 1, 0) == 5.0f);
+    CHECK(dx(0, 3, 3, 0) == 7.0f);
+    CHECK(dx(0, 0, 0, 1) == 2.0f);
+    CHECK(dx(0, 2, 2, 1) == 8.0f);
+    float total = 0;
+    for (float v : dx) total += v;
+    CHECK(total == 36.0f);  // nothing else received gradient
+  }
+  SECTION("2x2, stride 2, same padding on 3x3: the extra row and column are padding") {
+    MaxPooling2D<float> pool(2, 2, PoolPadding::same);
+    pool.build(Shape{3, 3, 1});
+    Tensor<float> x(Shape{1, 3, 3, 1});
+    const float xs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    std::copy(xs, xs + 9, x.data());
+    auto y = pool.forward(x.view(), Mode::train);
+    REQUIRE(y.shape() == Shape{1, 2, 2, 1});
+    CHECK(y[0] == 5.0f);
+    CHECK(y[1] == 6.0f);
+    CHECK(y[2] == 8.0f);
+    CHECK(y[3] == 9.0f);
+  }
+  SECTION("same padding with negative values: padding never wins") {
+    // pool 3, stride 1, same on 3x3: pad 1 all round; all values negative.
+    MaxPooling2D<float> pool(3, 1, PoolPadding::same);
+    pool.build(Shape{3, 3, 1});
+    Tensor<float> x(Shape{1, 3, 3, 1});
+    const float xs[] = {-9, -8, -7, -6, -5, -4, -3, -2, -1};
+    std::copy(xs, xs + 9, x.data());
+    auto y = pool.forward(x.view(), Mode::eval);
+    REQUIRE(y.shape() == Shape{1, 3, 3, 1});
+    const float expected[] = {-5, -4, -4, -2, -1, -1, -2, -1, -1};
+    for (std::size_t i = 0; i < 9; ++i) CHECK(y[i] == expected[i]);
+  }
+  SECTION("overlapping windows add their gradients") {
+    MaxPooling2D<float> pool(2, 1);  // 2x2, stride 1, valid: 3x3 -> 2x2
+    pool.build(Shape{3, 3, 1});
+    Tensor<float> x(Shape{1, 3, 3, 1});
+    const float xs[] = {1, 2, 3, 4, 9, 5, 6, 7, 8};  // the centre is in every window
+    std::copy(xs, xs + 9, x.data());
+    auto y = pool.forward(x.view(), Mode::train);
+    for (std::size_t i = 0; i < 4; ++i) CHECK(y[i] == 9.0f);
+    Tensor<float> dy(Shape{1, 2, 2, 1});
+    const float dys[] = {1, 2, 4, 8};
+    std::copy(dys, dys + 4, dy.data());
+    auto dx = pool.backward(dy.view());
+    for (std::size_t i = 0; i < 9; ++i) CHECK(dx[i] == (i == 4 ? 15.0f : 0.0f));
+  }
+}
+
+TEST_CASE("MaxPooling2D: ties send the gradient to the first maximum in row-major window order") {
+  MaxPooling2D<float> pool;
+  pool.build(Shape{4, 4, 1});
+  Tensor<float> x(Shape{1, 4, 4, 1});
+  // Window (0,0): all equal. Window (0,1): maxima at (0,3) and (1,2): (0,3) comes
+  // first in row-major order. Window (1,0): maxima at (3,0) and (3,1): (3,0).
+  // Window (1,1): maxima at (2,3) and (3,2): (2,3).
+  const float xs[] = {2, 2, 0, 7,   //
+                      2, 2, 7, 1,   //
+                      0, 1, 4, 6,   //
+                      5, 5, 6, 3};
+  std::copy(xs, xs + 16, x.data());
+  auto y = pool.forward(x.view(), Mode::train);
+  CHECK(y[0] == 2.0f);
+  CHECK(y[1] == 7.0f);
+  CHECK(y[2] == 5.0f);
+  CHECK(y[3] == 6.0f);
+  Tensor<float> dy(Shape{1, 2, 2, 1});
+  const float dys[] = {1, 10, 100, 1000};
+  std::copy(dys, dys + 4, dy.data());
+  auto dx = pool.backward(dy.view());
+  std::vector<float> expected(16, 0.0f);
+  expected[0] = 1;        // (0,0)
+  expected[3] = 10;       // (0,3), not (1,2)
+  expected[12] = 100;     // (3,0), not (3,1)
+  expected[11] = 1000;    // (2,3), not (3,2)
+  for (std::size_t i = 0; i < 16; ++i) {
+    CAPTURE(i);
+    CHECK(dx[i] == expected[i]);
+  }
+}
+
+TEST_CASE("MaxPooling2D propagates NaN") {
+  MaxPooling2D<double> pool;
+  pool.build(Shape{2, 2, 1});
+  Tensor<double> x(Shape{1, 2, 2, 1});
+  x[0] = 1.0;
+  x[1] = std::nan("");
+  x[2] = 5.0;
+  x[3] = 2.0;
+  CHECK(std::isnan(pool.forward(x.view(), Mode::eval)[0]));
+}
+
+TEST_CASE("Gradient checks: MaxPooling2D") {
+  SECTION("7x7, pool 2, stride 2, valid (the last row and column are dropped)") {
+    MaxPooling2D<double> pool(2);
+    auto r = check_gradients(pool, Shape{2, 7, 7, 3});
+    INFO(r.report());
+    CHECK(r.passed);
+    CHECK(r.positions_checked == 2 * 7 * 7 * 3);
+  }
+  SECTION("7x7, pool 3, stride 2, valid (overlapping windows)") {
+    MaxPooling2D<double> pool(3, 2);
+    auto r = check_gradients(pool, Shape{2, 7, 7, 2});
+    INFO(r.report());
+    CHECK(r.passed);
+  }
+  SECTION("7x6, pool 3, stride 2, same") {
+    MaxPooling2D<double> pool(3, 2, PoolPadding::same);
+    auto r = check_gradients(pool, Shape{3, 7, 6, 2});
+    INFO(r.report());
+    CHECK(r.passed);
+  }
+  SECTION("5x5, pool (2, 3), strides (1, 2), same") {
+    MaxPooling2D<double> pool({2, 3}, {1, 2}, PoolPadding::same);
+    auto r = check_gradients(pool, Shape{2, 5, 5, 1});
+    INFO(r.report());
+    CHECK(r.passed);
+  }
+}
+
+TEST_CASE("MaxPooling2D: bit-identical with 1 and 2 threads") {
+  ThreadCountGuard guard;
+  const Shape shape{80, 15, 15, 8};  // 18 images per chunk: 5 chunks
+  REQUIRE(shape.size() > 4 * MaxPooling2D<float>::kElementsPerChunk);
+  const Tensor<float> x = random_tensor<float>(shape, 21);
+  auto run = [&](int threads, Tensor<float>& y, Tensor<float>& dx) {
+    set_num_threads(threads);
+    MaxPooling2D<float> pool(3, 2, PoolPadding::same);
+    pool.build(shape.drop_first());
+    y = Tensor<float>::from(pool.forward(x.view(), Mode::train));
+    const Tensor<float> dy = random_tensor<float>(y.shape(), 22);
+    dx = Tensor<float>::from(pool.backward(dy.view()));
+  };
+  Tensor<float> y1, dx1, y2, dx2;
+  run(1, y1, dx1);
+  run(2, y2, dx2);
+  CHECK(same_bits<float>(y1.view(), y2.view()));
+  CHECK(same_bits<float>(dx1.view(), dx2.view()));
+}
+
+TEST_CASE("MaxPooling2D: shape errors name the layer and the shapes") {
+  MaxPooling2D<float> pool;
+  CHECK_THROWS_WITH(pool.build(Shape{10}), "layer ? (MaxPooling2D): expects input (N, H, W, C) images, got (N, 10)");
+  MaxPooling2D<float> big(3);
+  CHECK_THROWS_WITH(big.build(Shape{2, 5, 1}),
+                    "layer ? (MaxPooling2D): expects input (N, H, W, C) with H >= 3 and W >= 3 for pool_size "
+                    "(3, 3) with padding 'valid', got (N, 2, 5, 1)");
+  // With same padding the same pool fits.
+  CHECK(MaxPooling2D<float>(3, 0, PoolPadding::same).build(Shape{2, 5, 1}) == Shape{1, 2, 1});
+  Sequential<float> model(Shape{784});
+  CHECK_THROWS_WITH(model.add<MaxPooling2D>(),
+                    "layer 0 (MaxPooling2D): expects input (N, H, W, C) images, got (N, 784) (the model input)");
+  MaxPooling2D<float> ok;
+  ok.build(Shape{4, 4, 1});
+  Tensor<float> wrong(Shape{2, 4, 4, 2});
+  CHECK_THROWS_WITH(ok.forward(wrong.view(), Mode::eval),
+                    "layer ? (MaxPooling2D): expects input (N, 4, 4, 1), got (2, 4, 4, 2)");
+}
+
+// ---------------------------------------------------------------------------
+// Dropout
+// ---------------------------------------------------------------------------
+
+TEST_CASE("Dropout: config and rate checks") {
+  Dropout<float> d(0.25);
+  CHECK(d.type() == "Dropout");
+  CHECK(d.config() == LayerConfig{{"rate", "0.25"}, {"seed", "none"}});
+  CHECK(Dropout<float>(0.5, 42).config() == LayerConfig{{"rate", "0.5"}, {"seed", "42"}});
+  CHECK(d.rng() != nullptr);
+  CHECK_THROWS_AS(Dropout<float>(1.0), ArgumentError);
+  CHECK_THROWS_AS(Dropout<float>(-0.1), ArgumentError);
+  CHECK_THROWS_AS(Dropout<float>(std::nan("")), ArgumentError);
+  CHECK_THROWS_WITH(Dropout<float>(1.5), "Dropout: rate must be in [0, 1), got 1.5");
+}
+
+TEST_CASE("Dropout eval is the identity, bit for bit, both ways") {
+  Dropout<float> d(0.5, 3);
+  d.build(Shape{6, 7});
+  Tensor<float> x = random_tensor<float>(Shape{5, 6, 7}, 1);
+  x[3] = -0.0f;
+  x[4] = std::nanf("");
+  const Rng::Snapshot before = d.rng()->snapshot();
+  auto y = d.forward(x.view(), Mode::eval);
+  CHECK(same_bits<float>(y, x.view()));
+  Tensor<float> g = random_tensor<float>(Shape{5, 6, 7}, 2);
+  CHECK(same_bits<float>(d.backward(g.view()), g.view()));
+  // Evaluation does not consume the stream.
+  const Rng::Snapshot after = d.rng()->snapshot();
+  CHECK(before.words == after.words);
+}
+
+TEST_CASE("Dropout train: drops about `rate`, scales the rest by 1/(1-rate), backward uses the mask") {
+  const double rate = 0.3;
+  Dropout<float> d(rate, 7);
+  d.build(Shape{1000});
+  Tensor<float> x = random_tensor<float>(Shape{200, 1000}, 8, 0.5, 2.0);  // no zeros
+  auto y = d.forward(x.view(), Mode::train);
+  const float scale = static_cast<float>(1.0 / (1.0 - rate));
+  std::size_t dropped = 0;
+  bool scaled_exactly = true;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (y[i] == 0.0f)
+      ++dropped;
+    else if (y[i] != x[i] * scale)
+      scaled_exactly = false;
+  }
+  CHECK(scaled_exactly);
+  // 200 000 Bernoulli(0.3) draws: standard deviation of the fraction ~0.001; allow 5.
+  const double fraction = static_cast<double>(dropped) / x.size();
+  CHECK(fraction == Approx(rate).margin(0.005));
+  // The mask is what was applied, and backward applies it again.
+  Tensor<float> g = random_tensor<float>(x.shape(), 9);
+  auto dx = d.backward(g.view());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const float m = y[i] == 0.0f ? 0.0f : scale;
+    if (d.mask()[i] != m || dx[i] != g[i] * m) {
+      FAIL_CHECK("mask or gradient differs at " << i);
+      break;
+    }
+  }
+}
+
+TEST_CASE("Dropout: seeds, streams and threads") {
+  const Shape shape{64, 700};  // several chunks
+  REQUIRE(shape.size() > 2 * Dropout<float>::kElementsPerChunk);
+  const Tensor<float> x = random_tensor<float>(shape, 1, 0.5, 1.5);
+  auto mask_of = [&](Dropout<float>& d) {
+    if (!d.built()) d.build(shape.drop_first());
+    d.forward(x.view(), Mode::train);
+    return Tensor<float>::from(d.mask());
+  };
+  Dropout<float> a(0.5, 123), b(0.5, 123), c(0.5, 124);
+  const Tensor<float> ma = mask_of(a);
+  CHECK(same_bits<float>(ma.view(), mask_of(b).view()));
+  CHECK_FALSE(same_bits<float>(ma.view(), mask_of(c).view()));
+  // The stream advances: the next step draws another mask ...
+  const Tensor<float> ma2 = mask_of(a);
+  CHECK_FALSE(same_bits<float>(ma.view(), ma2.view()));
+  // ... and restoring a snapshot replays it.
+  Dropout<float> e(0.5, 123);
+  const Rng::Snapshot start = e.rng()->snapshot();
+  mask_of(e);
+  e.rng()->restore(start);
+  CHECK(same_bits<float>(ma.view(), mask_of(e).view()));
+  // An explicit seed wins over initialize()'s rng and initialize() rewinds to it.
+  Rng model_rng(555);
+  a.initialize(model_rng);
+  CHECK(same_bits<float>(ma.view(), mask_of(a).view()));
+
+  // Without a seed, initialize() decides: equal rngs give equal masks, other rngs others.
+  Dropout<float> f(0.5), g(0.5), h(0.5);
+  Rng r1 = Rng(9).fork(2), r2 = Rng(9).fork(2), r3 = Rng(9).fork(3);
+  f.initialize(r1);
+  g.initialize(r2);
+  h.initialize(r3);
+  const Tensor<float> mf = mask_of(f);
+  CHECK(same_bits<float>(mf.view(), mask_of(g).view()));
+  CHECK_FALSE(same_bits<float>(mf.view(), mask_of(h).view()));
+  CHECK(r1.snapshot().words == Rng(9).fork(2).snapshot().words);  // the caller's rng is untouched
+
+  // The mask does not depend on the thread count.
+  ThreadCountGuard guard;
+  set_num_threads(1);
+  Dropout<float> t1(0.4, 77);
+  const Tensor<float> m1 = mask_of(t1);
+  set_num_threads(2);
+  Dropout<float> t2(0.4, 77);
+  CHECK(same_bits<float>(m1.view(), mask_of(t2).view()));
+}
+
+TEST_CASE("Dropout: rate 0 keeps everything") {
+  Dropout<double> d(0.0, 1);
+  d.build(Shape{5});
+  Tensor<double> x = random_tensor<double>(Shape{3, 5}, 4);
+  CHECK(same_bits<double>(d.forward(x.view(), Mode::train), x.view()));
+}
+
+TEST_CASE("Gradient checks: Dropout") {
+  SECTION("train (the checker replays the same mask)") {
+    Dropout<double> d(0.4);
+    auto r = check_gradients(d, Shape{4, 3, 3, 2});
+    INFO(r.report());
+    CHECK(r.passed);
+    // The mask the check used did drop units: the check was not of an identity.
+    std::size_t zeros = 0;
+    for (double m : d.mask()) zeros += m == 0.0;
+    CHECK(zeros > 0);
+    CHECK(zeros < d.mask().size());
+  }
+  SECTION("eval") {
+    Dropout<double> d(0.4, 5);
+    GradCheckOptions o;
+    o.mode = Mode::eval;
+    auto r = check_gradients(d, Shape{3, 8}, o);
+    INFO(r.report());
+    CHECK(r.passed);
+  }
+}
+
+TEST_CASE("Dropout: shape errors name the layer and the shapes") {
+  Dropout<float> d(0.5);
+  d.build(Shape{10});
+  Tensor<float> wrong(Shape{2, 11});
+  CHECK_THROWS_WITH(d.forward(wrong.view(), Mode::train), "layer ? (Dropout): expects input (N, 10), got (2, 11)");
+  Tensor<float> x(Shape{2, 10}, 1.0f);
+  d.forward(x.view(), Mode::train);
+  Tensor<float> bad_grad(Shape{3, 10});
+  CHECK_THROWS_WITH(d.backward(bad_grad.view()),
+                    "layer ? (Dropout): backward expects a gradient of shape (2, 10) (the last forward's output), "
+                    "got (3, 10)");
+}
+
+TEST_CASE("The three layers in a Sequential CNN train and keep their state in the store") {
+  Sequential<float> model(Shape{8, 8, 1}, 3);
+  model.add<BatchNormalization>();
+  model.add<MaxPooling2D>(2);
+  model.add<Dropout>(0.25);
+  model.add<Flatten>();
+  model.add<Dense>(3);
+  model.compile(std::make_unique<SGD<float>>(0.1));
+  CHECK(model.non_trainable_parameter_count() == 2);
+  CHECK(model.trainable_parameter_count() == 2 + 16 * 3 + 3);
+  Tensor<float> x = random_tensor<float>(Shape{16, 8, 8, 1}, 2, 1.0, 3.0);
+  std::vector<std::int32_t> labels(16);
+  for (std::size_t i = 0; i < 16; ++i) labels[i] = static_cast<std::int32_t>(i % 3);
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    const double loss = model.train_step(x.view(), labels.data()).first;
+    if (step == 0) first = loss;
+    last = loss;
+  }
+  CHECK(std::isfinite(last));
+  CHECK(last < first);
+  // The moving mean followed the batch mean from 0: 1 - 0.99^30 of the way.
+  double data_mean = 0;
+  for (float v : x) data_mean += v;
+  data_mean /= static_cast<double>(x.size());
+  const float moving_mean = model.layer(0).buffers()[0][0];
+  CHECK(moving_mean == Approx(data_mean * (1.0 - std::pow(0.99, 30))).epsilon(1e-5));
+}
