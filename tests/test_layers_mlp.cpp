@@ -47,6 +47,21 @@ TEST_CASE("Dense forward matches a hand computation") {
   CHECK(dx(1, 2) == 11.0f);                    // 5 + 6
 }
 
+TEST_CASE("Dense's fused ReLU equals Dense followed by ReLU") {
+  Sequential<float> fused(Shape{8}, 3), separate(Shape{8}, 3);
+  fused.add<Dense>(5, Init::he_normal, true, Activation::relu);
+  separate.add<Dense>(5, Init::he_normal);
+  separate.add<ReLU>();
+  Tensor<float> x(Shape{4, 8});
+  Rng rng(1);
+  for (float& v : x) v = static_cast<float>(rng.uniform(-1, 1));
+  auto a = fused.forward(x.view(), Mode::train);
+  auto b = separate.forward(x.view(), Mode::train);
+  REQUIRE(a.shape() == b.shape());
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i] == b[i]);
+  CHECK(fused.summary().find("relu (ReLU)") == std::string::npos);
+}
+
 TEST_CASE("ReLU and Flatten forward") {
   ReLU<float> relu;
   relu.build(Shape{4});
@@ -85,6 +100,12 @@ TEST_CASE("Gradient checks: Dense, ReLU, Flatten") {
   SECTION("Dense without bias, batch of one") {
     Dense<double> dense(3, Init::glorot_uniform, false);
     auto r = check_gradients(dense, Shape{1, 6});
+    INFO(r.report());
+    CHECK(r.passed);
+  }
+  SECTION("Dense with a fused ReLU") {
+    Dense<double> dense(6, Init::he_normal, true, Activation::relu);
+    auto r = check_gradients(dense, Shape{5, 4});
     INFO(r.report());
     CHECK(r.passed);
   }

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "lamina/core/threads.hpp"
+#include "lamina/layers/activation.hpp"
 #include "lamina/layers/layer.hpp"
 
 namespace lamina {
@@ -17,27 +17,16 @@ class ReLU final : public Layer<T> {
   TensorView<const T> forward(TensorView<const T> input, Mode) override {
     this->check_input(input);
     output_.resize(input.shape());
-    const T* x = input.data();
-    T* y = output_.data();
-    const std::size_t n = input.size();
-    parallel_for(chunk_count(n, kChunk), [&](std::ptrdiff_t c) {
-      const std::size_t begin = static_cast<std::size_t>(c) * kChunk, end = std::min(n, begin + kChunk);
-      for (std::size_t i = begin; i < end; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
-    });
+    std::copy(input.begin(), input.end(), output_.data());
+    activate_in_place(Activation::relu, output_.data(), output_.size());
     return output_.view();
   }
 
   TensorView<const T> backward(TensorView<const T> grad_output) override {
     this->check_grad_output(grad_output, output_.dim(0));
     grad_input_.resize(grad_output.shape());
-    const T* y = output_.data();  // the mask is y > 0: no need to keep the input
-    const T* dy = grad_output.data();
-    T* dx = grad_input_.data();
-    const std::size_t n = grad_output.size();
-    parallel_for(chunk_count(n, kChunk), [&](std::ptrdiff_t c) {
-      const std::size_t begin = static_cast<std::size_t>(c) * kChunk, end = std::min(n, begin + kChunk);
-      for (std::size_t i = begin; i < end; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
-    });
+    // The mask is output > 0: no need to keep the input.
+    activation_backward(Activation::relu, output_.data(), grad_output.data(), grad_input_.data(), grad_output.size());
     return grad_input_.view();
   }
 
@@ -45,7 +34,6 @@ class ReLU final : public Layer<T> {
   Shape do_build(const Shape& input_shape) override { return input_shape; }
 
  private:
-  static constexpr std::size_t kChunk = 1 << 16;
   Tensor<T> output_;      // (N, ...) same shape as the input
   Tensor<T> grad_input_;  // (N, ...)
 };

@@ -6,6 +6,7 @@
 
 #include "lamina/core/threads.hpp"
 #include "lamina/kernels/gemm.hpp"
+#include "lamina/layers/activation.hpp"
 #include "lamina/layers/initializers.hpp"
 #include "lamina/layers/layer.hpp"
 
@@ -15,15 +16,18 @@ template <class T>
 class Dense final : public Layer<T> {
  public:
   /// `units` outputs; kernel initialised with `init` (Keras's default is
-  /// glorot_uniform; use he_normal before a ReLU); bias starts at zero.
-  explicit Dense(std::size_t units, Init init = Init::glorot_uniform, bool use_bias = true)
-      : units_(units), init_(init), use_bias_(use_bias) {
+  /// glorot_uniform; use he_normal before a ReLU); bias starts at zero;
+  /// `activation` is fused into the output (see activation.hpp).
+  explicit Dense(std::size_t units, Init init = Init::glorot_uniform, bool use_bias = true,
+                 Activation activation = Activation::none)
+      : units_(units), init_(init), use_bias_(use_bias), activation_(activation) {
     if (units == 0) throw ArgumentError("Dense: units must be at least 1");
   }
 
   std::string type() const override { return "Dense"; }
   LayerConfig config() const override {
     return {{"units", std::to_string(units_)},
+            {"activation", to_string(activation_)},
             {"kernel_initializer", to_string(init_)},
             {"use_bias", use_bias_ ? "true" : "false"}};
   }
@@ -57,6 +61,7 @@ class Dense final : public Layer<T> {
       ys.noalias() = xs * ws;
       if (b) ys.rowwise() += kernels::ConstRowVectorMap<T>(b, out);
     });
+    activate_in_place(activation_, y, n * out);
     return output_.view();
   }
 
@@ -65,7 +70,10 @@ class Dense final : public Layer<T> {
     this->check_grad_output(grad_output, n);
     const std::size_t in = in_features_, out = units_;
     const T* x = input_.data();        // (N, in)
-    const T* dy = grad_output.data();  // (N, out)
+    if (activation_ != Activation::none) grad_pre_activation_.resize(grad_output.shape());
+    // (N, out) gradient before the fused activation
+    const T* dy = activation_backward(activation_, output_.data(), grad_output.data(),
+                                      grad_pre_activation_.data(), grad_output.size());
     const T* w = this->param(0).data();  // (in, out)
     T* dw = this->grad(0).data();        // (in, out)
     grad_input_.resize(Shape{n, in});
@@ -117,10 +125,12 @@ class Dense final : public Layer<T> {
   std::size_t units_;
   Init init_;
   bool use_bias_;
+  Activation activation_;
   std::size_t in_features_ = 0;
   TensorView<const T> input_;  // (N, in) cached by forward
   Tensor<T> output_;           // (N, out)
   Tensor<T> grad_input_;       // (N, in)
+  Tensor<T> grad_pre_activation_;  // (N, out), only with a fused activation
 };
 
 }  // namespace lamina
