@@ -62,6 +62,25 @@ TEST_CASE("Dense's fused ReLU equals Dense followed by ReLU") {
   CHECK(fused.summary().find("relu (ReLU)") == std::string::npos);
 }
 
+TEST_CASE("Layers after only parameter-free layers skip their input gradient") {
+  Sequential<float> model(Shape{4, 4, 1}, 1);
+  model.add<Flatten>();
+  model.add<Dense>(8);
+  model.add<ReLU>();
+  model.add<Dense>(3);
+  CHECK_FALSE(model.layer(0).input_gradient_needed());
+  CHECK_FALSE(model.layer(1).input_gradient_needed());
+  CHECK(model.layer(2).input_gradient_needed());
+  CHECK(model.layer(3).input_gradient_needed());
+  model.compile(std::make_unique<SGD<float>>(0.1));
+  Tensor<float> x(Shape{2, 4, 4, 1}, 0.5f);
+  const std::int32_t y[] = {0, 2};
+  const auto [loss, correct] = model.train_step(x.view(), y);  // backward stops at layer 1
+  CHECK(std::isfinite(loss));
+  CHECK(correct <= 2);
+  CHECK(model.layer(1).backward(Tensor<float>(Shape{2, 8}).view()).empty());
+}
+
 TEST_CASE("ReLU and Flatten forward") {
   ReLU<float> relu;
   relu.build(Shape{4});

@@ -114,7 +114,8 @@ class TensorView {
   std::size_t rank() const noexcept { return shape_.rank(); }
   std::size_t dim(std::size_t axis) const { return shape_[axis]; }
   std::size_t size() const noexcept { return shape_.size(); }
-  bool empty() const noexcept { return size() == 0; }
+  /// True for a view of nothing: default-constructed, or with a zero dimension.
+  bool empty() const noexcept { return data_ == nullptr || size() == 0; }
   T* begin() const noexcept { return data_; }
   T* end() const noexcept { return data_ + size(); }
 

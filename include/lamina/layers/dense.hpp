@@ -76,8 +76,6 @@ class Dense final : public Layer<T> {
                                       grad_pre_activation_.data(), grad_output.size());
     const T* w = this->param(0).data();  // (in, out)
     T* dw = this->grad(0).data();        // (in, out)
-    grad_input_.resize(Shape{n, in});
-    T* dx = grad_input_.data();          // (N, in)
 
     // dW = x^T dy, split over rows of dW: each chunk reduces over the whole batch
     // in Eigen's fixed order, so the result does not depend on the thread count.
@@ -96,6 +94,9 @@ class Dense final : public Layer<T> {
       for (std::size_t r = 0; r < n; ++r)
         for (std::size_t j = 0; j < out; ++j) db[j] += dy[r * out + j];
     }
+    if (!this->input_gradient_needed()) return {};
+    grad_input_.resize(Shape{n, in});
+    T* dx = grad_input_.data();  // (N, in)
     // dx = dy W^T, split over rows of the batch.
     parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
       const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;

@@ -22,6 +22,9 @@
 //    Mode::train; the gradient checker also checks Mode::eval). It OVERWRITES
 //    the layer's parameter gradients (it does not accumulate) and returns the
 //    gradient with respect to the input, again a view into memory the layer owns.
+//    The owner may declare that nobody needs the input gradient (the first
+//    layer of a model: its input is data) with set_input_gradient_needed(false);
+//    the layer may then skip computing it and return an empty view.
 // 6. Buffers are sized for the largest batch seen and reused: after the first
 //    step at a given batch size, forward and backward do not allocate.
 // 7. Errors name the culprit: "layer 3 (Dense): expects ..., got ...". The
@@ -116,6 +119,10 @@ class Layer {
     return n;
   }
 
+  /// Whether backward must return the input gradient (see 5.); true by default.
+  void set_input_gradient_needed(bool needed) noexcept { input_gradient_needed_ = needed; }
+  bool input_gradient_needed() const noexcept { return input_gradient_needed_; }
+
   /// Position in the owning model, used in error messages; -1 when alone.
   void set_index(int index) noexcept { index_ = index; }
   int index() const noexcept { return index_; }
@@ -154,6 +161,7 @@ class Layer {
 
  private:
   bool built_ = false;
+  bool input_gradient_needed_ = true;
   int index_ = -1;
   Shape input_shape_;
   Shape output_shape_;

@@ -111,6 +111,11 @@ class Sequential {
                                           : "the output of " + layers_.back()->describe();
       throw ShapeError(std::string(e.what()) + " (" + where + ")");
     }
+    // The model's input is data: nobody needs its gradient, nor the gradient of
+    // any layer's input that only parameter-free layers separate from the data.
+    bool parameters_before = false;
+    for (const auto& l : layers_) parameters_before |= !l->parameter_specs().empty();
+    layer->set_input_gradient_needed(parameters_before);
     layers_.push_back(std::move(layer));
     return *layers_.back();
   }
@@ -205,10 +210,15 @@ class Sequential {
     for (auto& l : layers_) h = l->forward(h, mode);
     return h;
   }
-  /// Back-propagates d(loss)/d(logits) through every layer; fills the gradients.
+  /// Back-propagates d(loss)/d(logits) through the layers; fills the gradients.
+  /// Stops at the first layer whose input gradient nobody needs: the layers
+  /// before it have no parameters.
   void backward(TensorView<const T> grad_logits) {
     TensorView<const T> g = grad_logits;
-    for (std::size_t i = layers_.size(); i-- > 0;) g = layers_[i]->backward(g);
+    for (std::size_t i = layers_.size(); i-- > 0;) {
+      g = layers_[i]->backward(g);
+      if (!layers_[i]->input_gradient_needed()) break;
+    }
   }
 
   /// One optimisation step on a batch; returns (mean loss, number correct).
