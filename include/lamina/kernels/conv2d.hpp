@@ -1,0 +1,527 @@
+// lamina/kernels/conv2d.hpp: the Conv2D compute kernels (forward, backward data,
+// backward weights), their naive references and their workspace.
+//
+// LAYOUTS
+//   input   (N, H, W, C)    NHWC, row-major: channels are contiguous.
+//   kernel  (KH, KW, C, F)  as Keras stores it ("HWIO"); read as a row-major
+//                           (KH*KW*C, F) matrix without any copy.
+//   bias    (F)
+//   output  (N, OH, OW, F)  NHWC.
+//   Padding 'same' follows TensorFlow: OH = ceil(H / sh), total padding
+//   max((OH - 1) * sh + KH - H, 0), pad_top = total / 2, the extra row at the
+//   bottom (columns likewise). 'valid': OH = (H - KH) / sh + 1. Conv2DGeometry
+//   (im2col.hpp) computes and validates all of this once.
+//
+// IM2COL
+//   For a chunk of n images the column matrix is (n*OH*OW, KH*KW*C), row-major:
+//   row (image, oh, ow) holds that output pixel's receptive field, tap (kh, kw)
+//   by tap, C channels each, zeros where the tap falls in the padding. Its
+//   column order is the kernel's row order, so
+//       output (n*OH*OW, F) = columns (n*OH*OW, KH*KW*C) x kernel (KH*KW*C, F)
+//   is one GEMM whose result is already NHWC. One kernel row of one output pixel
+//   is a single contiguous run of the input (the in-range taps are neighbouring
+//   pixels, each with its C contiguous channels), copied with xsimd batches and
+//   a scalar tail; C == 1 therefore copies runs of KW pixels, not single values.
+//   col2im is the adjoint (a scatter-add of the columns back into the images).
+//
+// THE THREE KERNELS (M = rows of the chunk, K = KH*KW*C)
+//   forward:          out = bias broadcast; out += im2col(x) x kernel
+//   backward data:    cols = grad_out (M, F) x kernel^T (F, K); grad_in = col2im(cols)
+//   backward weights: partial kernel grad = im2col(x)^T (K, M) x grad_out (M, F),
+//                     partial bias grad = column sums of grad_out (M, F),
+//                     then the chunks' partials are summed (see DETERMINISM)
+//   A 1x1 kernel with stride 1 skips im2col/col2im: its column matrix is the
+//   input itself. GEMMs are Eigen maps of row-major matrices with noalias().
+//
+// CHUNKS AND THREADS
+//   The batch is cut into chunks of `images_per_chunk` consecutive images,
+//   chosen by conv2d_chunking() from the problem shape and sizeof(T) only, never
+//   from the thread count: enough images for a column buffer of about
+//   kConv2DColumnBytes (so it stays in cache between im2col and the GEMM), but
+//   at least kConv2DMinChunks chunks (when there are that many images), at most
+//   kConv2DMaxChunks chunks and at most kConv2DPartialBytes of per-chunk
+//   weight-gradient partials (the last two win). lamina::parallel_for hands the chunks to
+//   the threads (OpenMP static schedule); inside a chunk everything is serial,
+//   and Eigen's GEMM is single-threaded (lamina pins it), so no parallel region
+//   is ever nested. A chunk writes only its own images' rows of the output or
+//   of grad_input, and only its own partial weight gradient.
+//   Scratch column buffers belong to the worker running the chunk (one per
+//   thread, at most min(threads, chunks)), not to the chunk: a chunk overwrites
+//   its buffer entirely before reading it, so which buffer it gets cannot change
+//   any value, and memory stays at threads x ~kConv2DColumnBytes instead of a
+//   whole-batch im2col.
+//
+// DETERMINISM
+//   Every output element of forward and backward data is computed by exactly
+//   one chunk, by serial code whose order of operations depends only on the
+//   shapes, so it is the same whatever thread runs it. The weight and bias
+//   gradients are sums over the whole batch: each chunk writes its partial sum
+//   (a GEMM over its own rows, and a serial row-by-row column sum) into its own
+//   slot of the workspace, and then the partials are added in chunk order
+//   0, 1, 2, ... for every element (the loop over elements is what runs in
+//   parallel, in fixed blocks). The chunking does not depend on the thread
+//   count, so neither does any rounding: 1 thread or 16 give the same bits
+//   (for one build: another -march selects other SIMD kernels in Eigen, and
+//   so other roundings).
+//
+// WORKSPACE
+//   Conv2DWorkspace<T> holds the column buffers and the partials. The kernels
+//   grow it when a call needs more than it has and never shrink it, so after
+//   the first call at the largest batch size (or after reserve()) they do not
+//   allocate. One workspace must not be used by two calls at the same time.
+//   (Eigen's GEMM may still allocate its own packing buffers when they exceed
+//   its stack limit; that is outside these kernels.)
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "lamina/core/error.hpp"
+#include "lamina/core/tensor.hpp"
+#include "lamina/core/threads.hpp"
+#include "lamina/kernels/gemm.hpp"
+#include "lamina/kernels/im2col.hpp"
+
+namespace lamina::kernels {
+
+// ---------------------------------------------------------------------------
+// Chunking
+// ---------------------------------------------------------------------------
+
+/// Target size of one chunk's column matrix: small enough to stay in L2 between
+/// im2col and the GEMM that reads it, big enough to amortise the GEMM's packing.
+inline constexpr std::size_t kConv2DColumnBytes = std::size_t(1) << 20;
+/// At least this many chunks when the batch has that many images, so that up
+/// to this many threads all get work even when images are tiny.
+inline constexpr std::size_t kConv2DMinChunks = 16;
+/// At most this many chunks (bounds the partial-gradient memory and the final
+/// reduction, and is plenty to balance any core count lamina targets).
+inline constexpr std::size_t kConv2DMaxChunks = 128;
+/// At most this much memory for the per-chunk weight-gradient partials.
+inline constexpr std::size_t kConv2DPartialBytes = std::size_t(32) << 20;
+
+/// How a batch is cut into chunks of consecutive images: images_per_chunk each,
+/// the last chunk possibly shorter.
+struct Conv2DChunking {
+  std::size_t images_per_chunk = 1;
+  std::size_t chunks = 0;
+  std::size_t begin(std::size_t chunk) const noexcept { return chunk * images_per_chunk; }
+  std::size_t end(std::size_t chunk, std::size_t batch) const noexcept {
+    return std::min(batch, (chunk + 1) * images_per_chunk);
+  }
+};
+
+/// The chunking of g's batch for element type T. Depends only on the geometry
+/// and sizeof(T), never on the thread count (that is what makes the results
+/// bit-identical with any number of threads).
+template <class T>
+Conv2DChunking conv2d_chunking(const Conv2DGeometry& g) {
+  const std::size_t bytes_per_image = std::max<std::size_t>(1, g.pixels_per_image() * g.patch_size() * sizeof(T));
+  std::size_t per_chunk = std::max<std::size_t>(1, kConv2DColumnBytes / bytes_per_image);
+  per_chunk = std::min(per_chunk, std::max<std::size_t>(1, (g.N + kConv2DMinChunks - 1) / kConv2DMinChunks));
+  const std::size_t partial_bytes = (g.kernel_size() + g.F) * sizeof(T);
+  const std::size_t max_chunks =
+      std::clamp<std::size_t>(kConv2DPartialBytes / partial_bytes, 1, kConv2DMaxChunks);
+  if ((g.N + per_chunk - 1) / per_chunk > max_chunks) per_chunk = (g.N + max_chunks - 1) / max_chunks;
+  per_chunk = std::min(per_chunk, std::max<std::size_t>(g.N, 1));
+  return {per_chunk, (g.N + per_chunk - 1) / per_chunk};
+}
+
+// ---------------------------------------------------------------------------
+// Workspace
+// ---------------------------------------------------------------------------
+
+/// Scratch memory of the fast kernels, reused across calls (see the top of this
+/// file). Not thread-safe: one workspace per concurrent caller.
+template <class T>
+class Conv2DWorkspace {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+
+ public:
+  /// Grows the buffers for everything the kernels need on geometry g with the
+  /// current thread count, so that later calls on g (or smaller) do not allocate.
+  void reserve(const Conv2DGeometry& g) {
+    const Conv2DChunking chunking = conv2d_chunking<T>(g);
+    reserve_columns(g, chunking, worker_count(chunking));
+    reserve_partials(g, chunking);
+  }
+
+  /// Bytes held (capacity, not what the last call used).
+  std::size_t capacity_bytes() const noexcept {
+    return (columns_capacity_ + partials_capacity_) * sizeof(T);
+  }
+
+  // --- used by the kernels -------------------------------------------------
+
+  /// How many workers a parallel_for over `chunking` runs, i.e. how many column
+  /// buffers it needs: mirrors lamina::parallel_for, which uses
+  /// min(num_threads(), chunks) threads and runs serially inside an enclosing
+  /// parallel region.
+  static std::size_t worker_count(const Conv2DChunking& chunking) {
+#if defined(_OPENMP)
+    if (omp_in_parallel()) return 1;
+    return std::max<std::size_t>(
+        1, std::min<std::size_t>(static_cast<std::size_t>(num_threads()), chunking.chunks));
+#else
+    (void)chunking;
+    return 1;  // parallel_for is a plain loop
+#endif
+  }
+  /// The calling worker's index inside such a parallel_for, in [0, workers).
+  static std::size_t worker_index(std::size_t workers) {
+#if defined(_OPENMP)
+    if (workers > 1) return static_cast<std::size_t>(omp_get_thread_num());
+#endif
+    (void)workers;
+    return 0;
+  }
+
+  /// One column buffer (rows of a full chunk x patch size) per worker.
+  void reserve_columns(const Conv2DGeometry& g, const Conv2DChunking& chunking, std::size_t workers) {
+    column_stride_ = round_up(chunking.images_per_chunk * g.pixels_per_image() * g.patch_size());
+    column_workers_ = workers;
+    grow(columns_, columns_capacity_, column_stride_ * workers);
+  }
+  /// One (K*F + F) partial per chunk: the kernel gradient, then the bias gradient.
+  void reserve_partials(const Conv2DGeometry& g, const Conv2DChunking& chunking) {
+    partial_stride_ = round_up(g.kernel_size() + g.F);
+    grow(partials_, partials_capacity_, partial_stride_ * chunking.chunks);
+  }
+  T* columns(std::size_t worker) noexcept { return columns_.data() + worker * column_stride_; }
+  std::size_t column_workers() const noexcept { return column_workers_; }
+  T* partial(std::size_t chunk) noexcept { return partials_.data() + chunk * partial_stride_; }
+
+ private:
+  // Every buffer starts on a 64-byte boundary.
+  static std::size_t round_up(std::size_t n) noexcept {
+    constexpr std::size_t per_line = kAlignment / sizeof(T);
+    return (n + per_line - 1) / per_line * per_line;
+  }
+  static void grow(Tensor<T>& buffer, std::size_t& capacity, std::size_t n) {
+    if (n > capacity) {
+      buffer = Tensor<T>();  // free first: the old contents are not needed
+      buffer.resize(Shape{n});
+      capacity = n;
+    }
+  }
+
+  Tensor<T> columns_;   // (workers, column_stride_): per-worker column matrices
+  Tensor<T> partials_;  // (chunks, partial_stride_): per-chunk gradient partials
+  std::size_t columns_capacity_ = 0, partials_capacity_ = 0;
+  std::size_t column_stride_ = 0, partial_stride_ = 0, column_workers_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Naive references: plain loops, accumulated in double.
+// ---------------------------------------------------------------------------
+
+/// output[n, oh, ow, f] = bias[f] + sum_{kh, kw, c} input[n, oh*sh+kh-pad_top,
+/// ow*sw+kw-pad_left, c] * kernel[kh, kw, c, f] (padding reads as zero).
+template <class T>
+void conv2d_forward_naive(const Conv2DGeometry& g,
+                          const T* input,   // (N, H, W, C)
+                          const T* kernel,  // (KH, KW, C, F)
+                          const T* bias,    // (F) or nullptr
+                          T* output) {      // (N, OH, OW, F)
+  for (std::size_t n = 0; n < g.N; ++n)
+    for (std::size_t oh = 0; oh < g.OH; ++oh)
+      for (std::size_t ow = 0; ow < g.OW; ++ow)
+        for (std::size_t f = 0; f < g.F; ++f) {
+          double sum = bias ? double(bias[f]) : 0.0;
+          for (std::size_t kh = 0; kh < g.KH; ++kh)
+            for (std::size_t kw = 0; kw < g.KW; ++kw) {
+              // Unsigned arithmetic: a pixel above/left of the image wraps to a huge index.
+              const std::size_t ih = oh * g.sh + kh - g.pad_top;
+              const std::size_t iw = ow * g.sw + kw - g.pad_left;
+              if (ih >= g.H || iw >= g.W) continue;
+              for (std::size_t c = 0; c < g.C; ++c)
+                sum += double(input[((n * g.H + ih) * g.W + iw) * g.C + c]) *
+                       double(kernel[((kh * g.KW + kw) * g.C + c) * g.F + f]);
+            }
+          output[((n * g.OH + oh) * g.OW + ow) * g.F + f] = static_cast<T>(sum);
+        }
+}
+
+/// grad_input = d(sum output * grad_output)/d input: every product of the
+/// forward, scattered back onto the input pixel it read.
+template <class T>
+void conv2d_backward_data_naive(const Conv2DGeometry& g,
+                                const T* grad_output,  // (N, OH, OW, F)
+                                const T* kernel,       // (KH, KW, C, F)
+                                T* grad_input) {       // (N, H, W, C)
+  std::vector<double> sum(g.input_size(), 0.0);
+  for (std::size_t n = 0; n < g.N; ++n)
+    for (std::size_t oh = 0; oh < g.OH; ++oh)
+      for (std::size_t ow = 0; ow < g.OW; ++ow)
+        for (std::size_t kh = 0; kh < g.KH; ++kh)
+          for (std::size_t kw = 0; kw < g.KW; ++kw) {
+            const std::size_t ih = oh * g.sh + kh - g.pad_top;
+            const std::size_t iw = ow * g.sw + kw - g.pad_left;
+            if (ih >= g.H || iw >= g.W) continue;
+            for (std::size_t c = 0; c < g.C; ++c)
+              for (std::size_t f = 0; f < g.F; ++f)
+                sum[((n * g.H + ih) * g.W + iw) * g.C + c] +=
+                    double(grad_output[((n * g.OH + oh) * g.OW + ow) * g.F + f]) *
+                    double(kernel[((kh * g.KW + kw) * g.C + c) * g.F + f]);
+          }
+  for (std::size_t i = 0; i < sum.size(); ++i) grad_input[i] = static_cast<T>(sum[i]);
+}
+
+/// grad_kernel[kh, kw, c, f] = sum_{n, oh, ow} input[n, ih, iw, c] * grad_output[n, oh, ow, f];
+/// grad_bias[f] = sum_{n, oh, ow} grad_output[n, oh, ow, f]. Both overwritten.
+template <class T>
+void conv2d_backward_weights_naive(const Conv2DGeometry& g,
+                                   const T* input,        // (N, H, W, C)
+                                   const T* grad_output,  // (N, OH, OW, F)
+                                   T* grad_kernel,        // (KH, KW, C, F)
+                                   T* grad_bias) {        // (F) or nullptr
+  for (std::size_t kh = 0; kh < g.KH; ++kh)
+    for (std::size_t kw = 0; kw < g.KW; ++kw)
+      for (std::size_t c = 0; c < g.C; ++c)
+        for (std::size_t f = 0; f < g.F; ++f) {
+          double sum = 0.0;
+          for (std::size_t n = 0; n < g.N; ++n)
+            for (std::size_t oh = 0; oh < g.OH; ++oh)
+              for (std::size_t ow = 0; ow < g.OW; ++ow) {
+                const std::size_t ih = oh * g.sh + kh - g.pad_top;
+                const std::size_t iw = ow * g.sw + kw - g.pad_left;
+                if (ih >= g.H || iw >= g.W) continue;
+                sum += double(input[((n * g.H + ih) * g.W + iw) * g.C + c]) *
+                       double(grad_output[((n * g.OH + oh) * g.OW + ow) * g.F + f]);
+              }
+          grad_kernel[((kh * g.KW + kw) * g.C + c) * g.F + f] = static_cast<T>(sum);
+        }
+  if (grad_bias) {
+    for (std::size_t f = 0; f < g.F; ++f) {
+      double sum = 0.0;
+      for (std::size_t p = 0; p < g.N * g.OH * g.OW; ++p) sum += double(grad_output[p * g.F + f]);
+      grad_bias[f] = static_cast<T>(sum);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Fast kernels: im2col (xsimd) + Eigen GEMM, parallel over fixed batch chunks.
+// ---------------------------------------------------------------------------
+
+/// output = conv(input, kernel) + bias. Overwrites output.
+template <class T>
+void conv2d_forward(const Conv2DGeometry& g,
+                    const T* input,   // (N, H, W, C)
+                    const T* kernel,  // (KH, KW, C, F)
+                    const T* bias,    // (F) or nullptr
+                    T* output,        // (N, OH, OW, F)
+                    Conv2DWorkspace<T>& workspace) {
+  const Conv2DChunking chunking = conv2d_chunking<T>(g);
+  const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
+  const bool pointwise = g.is_pointwise();
+  if (!pointwise) workspace.reserve_columns(g, chunking, workers);
+  const auto K = static_cast<Eigen::Index>(g.patch_size());
+  const auto F = static_cast<Eigen::Index>(g.F);
+  const ConstMatrixMap<T> kernel_matrix(kernel, K, F);  // (KH*KW*C, F)
+
+  parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
+    const std::size_t n0 = chunking.begin(static_cast<std::size_t>(chunk));
+    const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
+    const std::size_t row0 = n0 * g.pixels_per_image();
+    const auto rows = static_cast<Eigen::Index>((n1 - n0) * g.pixels_per_image());
+    const T* cols = input + row0 * g.C;  // pointwise: the input is its own column matrix
+    if (!pointwise) {
+      T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
+      im2col(g, input, n0, n1, buffer);
+      cols = buffer;
+    }
+    MatrixMap<T> out(output + row0 * g.F, rows, F);  // (rows, F)
+    if (bias) {
+      for (Eigen::Index r = 0; r < rows; ++r) std::memcpy(&out(r, 0), bias, g.F * sizeof(T));
+      out.noalias() += ConstMatrixMap<T>(cols, rows, K) * kernel_matrix;
+    } else {
+      out.noalias() = ConstMatrixMap<T>(cols, rows, K) * kernel_matrix;
+    }
+  });
+}
+
+/// grad_input = d(sum output * grad_output)/d input. Overwrites grad_input.
+template <class T>
+void conv2d_backward_data(const Conv2DGeometry& g,
+                          const T* grad_output,  // (N, OH, OW, F)
+                          const T* kernel,       // (KH, KW, C, F)
+                          T* grad_input,         // (N, H, W, C)
+                          Conv2DWorkspace<T>& workspace) {
+  const Conv2DChunking chunking = conv2d_chunking<T>(g);
+  const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
+  const bool pointwise = g.is_pointwise();
+  if (!pointwise) workspace.reserve_columns(g, chunking, workers);
+  const auto K = static_cast<Eigen::Index>(g.patch_size());
+  const auto F = static_cast<Eigen::Index>(g.F);
+  const ConstMatrixMap<T> kernel_matrix(kernel, K, F);  // (KH*KW*C, F)
+
+  parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
+    const std::size_t n0 = chunking.begin(static_cast<std::size_t>(chunk));
+    const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
+    const std::size_t row0 = n0 * g.pixels_per_image();
+    const auto rows = static_cast<Eigen::Index>((n1 - n0) * g.pixels_per_image());
+    const ConstMatrixMap<T> go(grad_output + row0 * g.F, rows, F);  // (rows, F)
+    if (pointwise) {
+      MatrixMap<T>(grad_input + row0 * g.C, rows, K).noalias() = go * kernel_matrix.transpose();
+      return;
+    }
+    T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
+    MatrixMap<T>(buffer, rows, K).noalias() = go * kernel_matrix.transpose();  // (rows, K)
+    col2im(g, static_cast<const T*>(buffer), n0, n1, grad_input);
+  });
+}
+
+/// grad_kernel = d(sum output * grad_output)/d kernel and grad_bias = its
+/// derivative for the bias (skipped when grad_bias is nullptr). Both
+/// overwritten; bit-identical for any thread count (see the top of this file).
+template <class T>
+void conv2d_backward_weights(const Conv2DGeometry& g,
+                             const T* input,        // (N, H, W, C)
+                             const T* grad_output,  // (N, OH, OW, F)
+                             T* grad_kernel,        // (KH, KW, C, F)
+                             T* grad_bias,          // (F) or nullptr
+                             Conv2DWorkspace<T>& workspace) {
+  const Conv2DChunking chunking = conv2d_chunking<T>(g);
+  const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
+  const bool pointwise = g.is_pointwise();
+  if (!pointwise) workspace.reserve_columns(g, chunking, workers);
+  const bool single = chunking.chunks == 1;  // no partials: write the result directly
+  if (!single) workspace.reserve_partials(g, chunking);
+  const std::size_t KF = g.kernel_size();
+  const auto K = static_cast<Eigen::Index>(g.patch_size());
+  const auto F = static_cast<Eigen::Index>(g.F);
+
+  // 1. Each chunk: its partial kernel gradient (K, F) and bias gradient (F).
+  parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
+    const std::size_t n0 = chunking.begin(static_cast<std::size_t>(chunk));
+    const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
+    const std::size_t row0 = n0 * g.pixels_per_image();
+    const auto rows = static_cast<Eigen::Index>((n1 - n0) * g.pixels_per_image());
+    const T* cols = input + row0 * g.C;
+    if (!pointwise) {
+      T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
+      im2col(g, input, n0, n1, buffer);
+      cols = buffer;
+    }
+    const T* go = grad_output + row0 * g.F;  // (rows, F)
+    T* kernel_part = single ? grad_kernel : workspace.partial(static_cast<std::size_t>(chunk));
+    MatrixMap<T>(kernel_part, K, F).noalias() =
+        ConstMatrixMap<T>(cols, rows, K).transpose() * ConstMatrixMap<T>(go, rows, F);
+    T* bias_part = !grad_bias ? nullptr
+                   : single   ? grad_bias
+                              : workspace.partial(static_cast<std::size_t>(chunk)) + KF;
+    if (bias_part) {
+      // Row by row, in order; vectorised across F only.
+      std::memcpy(bias_part, go, g.F * sizeof(T));
+      for (Eigen::Index r = 1; r < rows; ++r) {
+        const T* row = go + r * F;
+        for (Eigen::Index f = 0; f < F; ++f) bias_part[f] += row[f];
+      }
+    }
+  });
+  if (single) return;
+
+  // 2. Sum the partials in chunk order for every element; the elements are
+  // split into fixed blocks that run in parallel.
+  const std::size_t total = KF + (grad_bias ? g.F : 0);
+  constexpr std::size_t block = 2048;
+  parallel_for(chunk_count(total, block), [&](std::ptrdiff_t b) {
+    const std::size_t e0 = static_cast<std::size_t>(b) * block;
+    const std::size_t e1 = std::min(total, e0 + block);
+    // Elements [e0, e1) of the concatenation (kernel gradient, bias gradient).
+    auto reduce = [&](std::size_t begin, std::size_t end, T* out, std::size_t offset) {
+      if (begin >= end) return;
+      const std::size_t len = end - begin;
+      std::memcpy(out, workspace.partial(0) + begin + offset, len * sizeof(T));
+      for (std::size_t c = 1; c < chunking.chunks; ++c) {
+        const T* part = workspace.partial(c) + begin + offset;
+        for (std::size_t i = 0; i < len; ++i) out[i] += part[i];
+      }
+    };
+    reduce(e0, std::min(e1, KF), grad_kernel + e0, 0);
+    if (e1 > KF) {
+      const std::size_t b0 = std::max(e0, KF) - KF, b1 = e1 - KF;
+      reduce(b0, b1, grad_bias + b0, KF);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Checked overloads on tensor views: the same kernels, after checking every
+// shape against the geometry (ShapeError naming expected and actual shapes).
+// ---------------------------------------------------------------------------
+
+namespace detail {
+template <class T>
+struct identity {
+  using type = T;
+};
+template <class T>
+using same_t = typename identity<T>::type;  // blocks deduction: T comes from the workspace
+
+inline void check_conv_shape(const char* what, const char* operand, const Shape& expected,
+                             const Shape& got) {
+  if (expected != got)
+    throw ShapeError(lamina::detail::concat(what, ": ", operand, " must be ", expected.to_string(),
+                                    " for this geometry, got ", got.to_string()));
+}
+}  // namespace detail
+
+/// conv2d_forward on views; a default-constructed (null) bias view means no bias.
+template <class T>
+void conv2d_forward(const Conv2DGeometry& g, TensorView<const detail::same_t<T>> input,
+                    TensorView<const detail::same_t<T>> kernel,
+                    TensorView<const detail::same_t<T>> bias, TensorView<detail::same_t<T>> output,
+                    Conv2DWorkspace<T>& workspace) {
+  const char* what = "conv2d_forward";
+  detail::check_conv_shape(what, "input", g.input_shape(), input.shape());
+  detail::check_conv_shape(what, "kernel", g.kernel_shape(), kernel.shape());
+  const bool has_bias = bias.data() != nullptr;
+  if (has_bias) detail::check_conv_shape(what, "bias", Shape{g.F}, bias.shape());
+  detail::check_conv_shape(what, "output", g.output_shape(), output.shape());
+  conv2d_forward(g, input.data(), kernel.data(), has_bias ? bias.data() : nullptr,
+                 output.data(), workspace);
+}
+
+/// conv2d_backward_data on views.
+template <class T>
+void conv2d_backward_data(const Conv2DGeometry& g, TensorView<const detail::same_t<T>> grad_output,
+                          TensorView<const detail::same_t<T>> kernel,
+                          TensorView<detail::same_t<T>> grad_input, Conv2DWorkspace<T>& workspace) {
+  const char* what = "conv2d_backward_data";
+  detail::check_conv_shape(what, "grad_output", g.output_shape(), grad_output.shape());
+  detail::check_conv_shape(what, "kernel", g.kernel_shape(), kernel.shape());
+  detail::check_conv_shape(what, "grad_input", g.input_shape(), grad_input.shape());
+  conv2d_backward_data(g, grad_output.data(), kernel.data(), grad_input.data(), workspace);
+}
+
+/// conv2d_backward_weights on views; a default-constructed (null) grad_bias view means no bias.
+template <class T>
+void conv2d_backward_weights(const Conv2DGeometry& g, TensorView<const detail::same_t<T>> input,
+                             TensorView<const detail::same_t<T>> grad_output,
+                             TensorView<detail::same_t<T>> grad_kernel,
+                             TensorView<detail::same_t<T>> grad_bias,
+                             Conv2DWorkspace<T>& workspace) {
+  const char* what = "conv2d_backward_weights";
+  detail::check_conv_shape(what, "input", g.input_shape(), input.shape());
+  detail::check_conv_shape(what, "grad_output", g.output_shape(), grad_output.shape());
+  detail::check_conv_shape(what, "grad_kernel", g.kernel_shape(), grad_kernel.shape());
+  const bool has_bias = grad_bias.data() != nullptr;
+  if (has_bias) detail::check_conv_shape(what, "grad_bias", Shape{g.F}, grad_bias.shape());
+  conv2d_backward_weights(g, input.data(), grad_output.data(), grad_kernel.data(),
+                          has_bias ? grad_bias.data() : nullptr, workspace);
+}
+
+}  // namespace lamina::kernels
