@@ -8,6 +8,13 @@ macro(lamina_find_dependencies finder)
   cmake_language(CALL ${finder} xsimd 8)
   cmake_language(CALL ${finder} OpenMP COMPONENTS CXX)
   cmake_language(CALL ${finder} ZLIB)
+  # JSON headers of model files (Debian's nlohmann-json3-dev).
+  cmake_language(CALL ${finder} nlohmann_json 3)
+  # stb_image_write (Debian's libstb-dev) encodes the report's PNGs.
+  cmake_language(CALL ${finder} PkgConfig)
+  if(NOT TARGET PkgConfig::LAMINA_STB)
+    pkg_check_modules(LAMINA_STB REQUIRED QUIET IMPORTED_TARGET GLOBAL stb)
+  endif()
   # Debian's libxsimd-dev exports a target that links "xtl" (xsimd's optional
   # xtl-complex support) without finding it, so every consumer would try -lxtl.
   # lamina does not use xtl: an empty stand-in target satisfies the link.

@@ -39,8 +39,9 @@ int main(int argc, char** argv) try {
                               data.validation.images.view(), data.validation.labels);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  // 4. Final scores and DIR/metrics.json.
+  // 4. Final scores, DIR/metrics.json and the trained model, DIR/model.safetensors.
   lamina_examples::finish_experiment(info.name, options, model, data, std::move(history), seconds, std::cout);
+  model.save((std::filesystem::path(options.out) / "model.safetensors").string());
   return 0;
 } catch (const lamina::Error& e) {
   std::cerr << "mnist_mlp: " << e.what() << "\n";

@@ -6,7 +6,10 @@ packages=(
   build-essential cmake            # g++ (with OpenMP) and CMake
   libeigen3-dev libxsimd-dev       # GEMM; SIMD kernels
   zlib1g-dev                       # .gz input
+  nlohmann-json3-dev               # model files (safetensors headers)
+  libstb-dev pkg-config            # PNG encoding for the training report
   catch2 libbenchmark-dev          # tests; benchmarks
+  chromium fonts-dejavu-core       # the report's browser test (headless)
 )
 missing=()
 for p in "${packages[@]}"; do

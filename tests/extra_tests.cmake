@@ -22,3 +22,8 @@ add_test(NAME consumer_fetchcontent
     -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DWORK_DIR=${consumer_work}/fetchcontent -DMODE=fetchcontent
     -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run_consumer.cmake)
 set_tests_properties(consumer_package consumer_subdirectory consumer_fetchcontent PROPERTIES TIMEOUT 600)
+
+# The GCC 12.2 AVX-512 miscompile stays worked around for everything that links lamina.
+add_executable(test_gcc_slp_workaround ${CMAKE_CURRENT_SOURCE_DIR}/gcc_slp_bug.cpp)
+target_link_libraries(test_gcc_slp_workaround PRIVATE lamina::lamina lamina_dev_flags)
+add_test(NAME test_gcc_slp_workaround COMMAND test_gcc_slp_workaround)

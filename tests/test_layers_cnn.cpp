@@ -383,9 +383,9 @@ TEST_CASE("MaxPooling2D: config and output shapes (valid and same)") {
   CHECK(pool.config() == LayerConfig{{"pool_size", "(2, 2)"}, {"strides", "(2, 2)"}, {"padding", "valid"}});
   CHECK(pool.build(Shape{7, 7, 3}) == Shape{3, 3, 3});
   CHECK(MaxPooling2D<float>(3, 2).build(Shape{7, 8, 1}) == Shape{3, 3, 1});
-  CHECK(MaxPooling2D<float>(2, 0, PoolPadding::same).build(Shape{7, 7, 2}) == Shape{4, 4, 2});
-  CHECK(MaxPooling2D<float>(3, 2, PoolPadding::same).build(Shape{6, 5, 1}) == Shape{3, 3, 1});
-  MaxPooling2D<float> rect({3, 2}, {1, 2}, PoolPadding::valid);
+  CHECK(MaxPooling2D<float>(2, 0, Padding::same).build(Shape{7, 7, 2}) == Shape{4, 4, 2});
+  CHECK(MaxPooling2D<float>(3, 2, Padding::same).build(Shape{6, 5, 1}) == Shape{3, 3, 1});
+  MaxPooling2D<float> rect({3, 2}, {1, 2}, Padding::valid);
   CHECK(rect.config() == LayerConfig{{"pool_size", "(3, 2)"}, {"strides", "(1, 2)"}, {"padding", "valid"}});
   CHECK(rect.build(Shape{5, 5, 1}) == Shape{3, 2, 1});
   CHECK(pool.parameter_count() == 0);
@@ -427,7 +427,7 @@ TEST_CASE("MaxPooling2D forward and backward by hand") {
     CHECK(total == 36.0f);  // nothing else received gradient
   }
   SECTION("2x2, stride 2, same padding on 3x3: the extra row and column are padding") {
-    MaxPooling2D<float> pool(2, 2, PoolPadding::same);
+    MaxPooling2D<float> pool(2, 2, Padding::same);
     pool.build(Shape{3, 3, 1});
     Tensor<float> x(Shape{1, 3, 3, 1});
     const float xs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -441,7 +441,7 @@ TEST_CASE("MaxPooling2D forward and backward by hand") {
   }
   SECTION("same padding with negative values: padding never wins") {
     // pool 3, stride 1, same on 3x3: pad 1 all round; all values negative.
-    MaxPooling2D<float> pool(3, 1, PoolPadding::same);
+    MaxPooling2D<float> pool(3, 1, Padding::same);
     pool.build(Shape{3, 3, 1});
     Tensor<float> x(Shape{1, 3, 3, 1});
     const float xs[] = {-9, -8, -7, -6, -5, -4, -3, -2, -1};
@@ -525,13 +525,13 @@ TEST_CASE("Gradient checks: MaxPooling2D") {
     CHECK(r.passed);
   }
   SECTION("7x6, pool 3, stride 2, same") {
-    MaxPooling2D<double> pool(3, 2, PoolPadding::same);
+    MaxPooling2D<double> pool(3, 2, Padding::same);
     auto r = check_gradients(pool, Shape{3, 7, 6, 2});
     INFO(r.report());
     CHECK(r.passed);
   }
   SECTION("5x5, pool (2, 3), strides (1, 2), same") {
-    MaxPooling2D<double> pool({2, 3}, {1, 2}, PoolPadding::same);
+    MaxPooling2D<double> pool({2, 3}, {1, 2}, Padding::same);
     auto r = check_gradients(pool, Shape{2, 5, 5, 1});
     INFO(r.report());
     CHECK(r.passed);
@@ -545,7 +545,7 @@ TEST_CASE("MaxPooling2D: bit-identical with 1 and 2 threads") {
   const Tensor<float> x = random_tensor<float>(shape, 21);
   auto run = [&](int threads, Tensor<float>& y, Tensor<float>& dx) {
     set_num_threads(threads);
-    MaxPooling2D<float> pool(3, 2, PoolPadding::same);
+    MaxPooling2D<float> pool(3, 2, Padding::same);
     pool.build(shape.drop_first());
     y = Tensor<float>::from(pool.forward(x.view(), Mode::train));
     const Tensor<float> dy = random_tensor<float>(y.shape(), 22);
@@ -566,7 +566,7 @@ TEST_CASE("MaxPooling2D: shape errors name the layer and the shapes") {
                     "layer ? (MaxPooling2D): expects input (N, H, W, C) with H >= 3 and W >= 3 for pool_size "
                     "(3, 3) with padding 'valid', got (N, 2, 5, 1)");
   // With same padding the same pool fits.
-  CHECK(MaxPooling2D<float>(3, 0, PoolPadding::same).build(Shape{2, 5, 1}) == Shape{1, 2, 1});
+  CHECK(MaxPooling2D<float>(3, 0, Padding::same).build(Shape{2, 5, 1}) == Shape{1, 2, 1});
   Sequential<float> model(Shape{784});
   CHECK_THROWS_WITH(model.add<MaxPooling2D>(),
                     "layer 0 (MaxPooling2D): expects input (N, H, W, C) images, got (N, 784) (the model input)");

@@ -34,11 +34,11 @@ struct GradCheckOptions {
   double step = 1e-6;          // h of the central difference
   double tolerance = 1e-6;     // largest acceptable error (see above)
   // Denominator floor of the relative error. Central differences in double
-  // carry about 1e-10 of absolute noise (rounding of L, about 1e-16 * |L| / h);
-  // with floor 1e-3 a tiny gradient may be off by tolerance * floor = 1e-9 in
-  // absolute terms, above that noise, while a 1% error on any gradient larger
-  // than 1e-4 still fails.
-  double floor = 1e-3;
+  // carry absolute noise of about 1e-16 * |L| / h, 1e-10 to 1e-9 for the
+  // layers tested here; with floor 1e-2 a small gradient may be off by
+  // tolerance * floor = 1e-8 in absolute terms, ten times that noise, while a
+  // 1% error on any gradient larger than 1e-6 still fails.
+  double floor = 1e-2;
   std::uint64_t seed = 1;      // input, weights w, parameter jitter, layer streams
   double input_scale = 1.0;    // inputs uniform in +-input_scale ...
   double min_abs_input = 0.0;  // ... but at least this far from 0

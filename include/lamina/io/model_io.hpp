@@ -65,48 +65,6 @@ namespace lamina {
 /// "format_version" metadata). load_model reads this version and refuses newer ones.
 inline constexpr int kModelFormatVersion = 1;
 
-/// A layer type in snake_case, by Keras's rule: "Dense" -> "dense",
-/// "BatchNormalization" -> "batch_normalization", "MaxPooling2D" ->
-/// "max_pooling2d", "Conv2D" -> "conv2d", "ReLU" -> "re_lu". Characters other
-/// than letters, digits and '_' become '_' (tensor names stay dot-separated).
-inline std::string layer_type_snake_case(const std::string& type) {
-  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
-  auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
-  auto lower_or_digit = [&](char c) { return lower(c) || (c >= '0' && c <= '9'); };
-  // Keras: re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name), then
-  // re.sub("([a-z])([A-Z])", r"\1_\2", ...).lower(); written out by hand to
-  // keep <regex> out of the headers, with the same left-to-right matching.
-  std::string first;
-  for (std::size_t i = 0, n = type.size(); i < n;) {
-    if (i + 2 < n && upper(type[i + 1]) && lower_or_digit(type[i + 2])) {
-      std::size_t j = i + 2;
-      while (j < n && lower_or_digit(type[j])) ++j;
-      first += type[i];
-      first += '_';
-      first.append(type, i + 1, j - i - 1);
-      i = j;
-    } else {
-      first += type[i++];
-    }
-  }
-  std::string out;
-  for (std::size_t i = 0, n = first.size(); i < n;) {
-    if (i + 1 < n && lower(first[i]) && upper(first[i + 1])) {
-      out += first[i];
-      out += '_';
-      out += first[i + 1];
-      i += 2;
-    } else {
-      out += first[i++];
-    }
-  }
-  for (char& c : out) {
-    if (upper(c)) c = static_cast<char>(c - 'A' + 'a');
-    else if (!lower(c) && !(c >= '0' && c <= '9') && c != '_') c = '_';
-  }
-  return out;
-}
-
 /// The file name of tensor `tensor` of layer `layer_index` of type `layer_type`:
 /// "layers.1.dense.kernel".
 inline std::string model_tensor_name(std::size_t layer_index, const std::string& layer_type, const std::string& tensor) {

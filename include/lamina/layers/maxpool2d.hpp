@@ -30,16 +30,10 @@
 #include <string>
 
 #include "lamina/core/threads.hpp"
+#include "lamina/core/padding.hpp"
 #include "lamina/layers/layer.hpp"
 
 namespace lamina {
-
-/// Padding of a pooling layer, as Keras's padding="valid" / "same" (see above).
-enum class PoolPadding { valid, same };
-
-inline const char* to_string(PoolPadding padding) noexcept {
-  return padding == PoolPadding::same ? "same" : "valid";
-}
 
 template <class T>
 class MaxPooling2D final : public Layer<T> {
@@ -50,13 +44,13 @@ class MaxPooling2D final : public Layer<T> {
 
   /// A square pool of `pool` pixels (Keras's default 2); `stride` 0 means the
   /// pool size (Keras's strides=None).
-  explicit MaxPooling2D(std::size_t pool = 2, std::size_t stride = 0, PoolPadding padding = PoolPadding::valid)
+  explicit MaxPooling2D(std::size_t pool = 2, std::size_t stride = 0, Padding padding = Padding::valid)
       : MaxPooling2D(std::array<std::size_t, 2>{pool, pool}, std::array<std::size_t, 2>{stride, stride}, padding) {}
 
   /// pool_size (pool_h, pool_w), strides (stride_h, stride_w); a zero stride
   /// means the pool size along that axis.
   MaxPooling2D(std::array<std::size_t, 2> pool_size, std::array<std::size_t, 2> strides = {0, 0},
-               PoolPadding padding = PoolPadding::valid)
+               Padding padding = Padding::valid)
       : pool_h_(pool_size[0]),
         pool_w_(pool_size[1]),
         stride_h_(strides[0] == 0 ? pool_size[0] : strides[0]),
@@ -149,7 +143,7 @@ class MaxPooling2D final : public Layer<T> {
 
   std::array<std::size_t, 2> pool_size() const noexcept { return {pool_h_, pool_w_}; }
   std::array<std::size_t, 2> strides() const noexcept { return {stride_h_, stride_w_}; }
-  PoolPadding padding() const noexcept { return padding_; }
+  Padding padding() const noexcept { return padding_; }
 
  protected:
   Shape do_build(const Shape& input_shape) override {
@@ -160,7 +154,7 @@ class MaxPooling2D final : public Layer<T> {
     channels_ = input_shape[2];
     if (input_shape.size() > std::numeric_limits<std::uint32_t>::max())
       throw this->build_error("(N, H, W, C) with fewer than 2^32 values per image", input_shape);
-    if (padding_ == PoolPadding::valid) {
+    if (padding_ == Padding::valid) {
       if (pool_h_ > in_h_ || pool_w_ > in_w_)
         throw this->build_error(detail::concat("(N, H, W, C) with H >= ", pool_h_, " and W >= ", pool_w_,
                                                " for pool_size ", pair_text(pool_h_, pool_w_),
@@ -198,7 +192,7 @@ class MaxPooling2D final : public Layer<T> {
   }
 
   std::size_t pool_h_, pool_w_, stride_h_, stride_w_;
-  PoolPadding padding_;
+  Padding padding_;
   std::size_t in_h_ = 0, in_w_ = 0, channels_ = 0;
   std::size_t out_h_ = 0, out_w_ = 0;
   std::size_t pad_top_ = 0, pad_left_ = 0;

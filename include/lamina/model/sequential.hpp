@@ -171,30 +171,42 @@ class Sequential {
   }
 
   /// The Keras-style table: layer (type), output shape, parameter count, totals.
+  /// Layers are named as Keras names them: the snake_case type, numbered from
+  /// the second of a kind ("conv2d", "conv2d_1", ...).
   std::string summary() const {
-    std::ostringstream out;
-    const int w1 = 29, w2 = 26, w3 = 10;
-    const std::string rule(w1 + w2 + w3 + 1, '_'), thick(w1 + w2 + w3 + 1, '=');
-    out << "Model: \"sequential\"\n" << rule << "\n";
-    out << std::left << std::setw(w1) << " Layer (type)" << std::setw(w2) << "Output Shape" << "Param #\n";
-    out << thick << "\n";
-    std::vector<std::pair<std::string, int>> counters;
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      const Layer<T>& l = *layers_[i];
-      std::string base = l.type();
-      std::transform(base.begin(), base.end(), base.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::vector<std::string> names, shapes, counts;
+    std::vector<std::pair<std::string, int>> seen;  // base name -> how many so far
+    for (const auto& l : layers_) {
+      const std::string base = layer_type_snake_case(l->type());
       int k = 0;
-      for (auto& [name, count] : counters)
-        if (name == base) k = ++count;
-      if (k == 0) counters.emplace_back(base, 0);
-      const std::string name = k == 0 ? base : base + "_" + std::to_string(k);
-      std::size_t params = l.parameter_count();
-      for (const auto& spec : l.buffer_specs()) params += spec.shape.size();
-      out << std::left << std::setw(w1) << (" " + name + " (" + l.type() + ")") << std::setw(w2)
-          << l.output_shape().to_string("None") << group_thousands(params) << "\n";
+      bool found = false;
+      for (auto& [name, count] : seen)
+        if (name == base) {
+          k = ++count;
+          found = true;
+        }
+      if (!found) seen.emplace_back(base, 0);
+      names.push_back(" " + (k == 0 ? base : base + "_" + std::to_string(k)) + " (" + l->type() + ")");
+      shapes.push_back(l->output_shape().to_string("None"));
+      std::size_t params = l->parameter_count();
+      for (const auto& spec : l->buffer_specs()) params += spec.shape.size();
+      counts.push_back(group_thousands(params));
     }
-    out << thick << "\n";
+    std::size_t w1 = 29, w2 = 26;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      w1 = std::max(w1, names[i].size() + 2);
+      w2 = std::max(w2, shapes[i].size() + 2);
+    }
+    const std::size_t width = w1 + w2 + 11;
+    const std::string rule(width, '_'), thick(width, '=');
+    std::ostringstream out;
+    out << "Model: \"sequential\"\n" << rule << "\n" << std::left << std::setw(static_cast<int>(w1))
+        << " Layer (type)" << std::setw(static_cast<int>(w2)) << "Output Shape" << "Param #\n" << thick << "\n";
+    for (std::size_t i = 0; i < names.size(); ++i)
+      out << std::setw(static_cast<int>(w1)) << names[i] << std::setw(static_cast<int>(w2)) << shapes[i] << counts[i]
+          << "\n";
     const std::size_t trainable = trainable_parameter_count(), frozen = non_trainable_parameter_count();
+    out << thick << "\n";
     out << "Total params: " << group_thousands(trainable + frozen) << "\n";
     out << "Trainable params: " << group_thousands(trainable) << "\n";
     out << "Non-trainable params: " << group_thousands(frozen) << "\n";
@@ -232,6 +244,10 @@ class Sequential {
     optimizer_->step(store_.params().data(), store_.grads().data(), store_.params().size());
     return {loss, correct};
   }
+
+  /// Writes the model to a safetensors file, atomically (see io/model_io.hpp
+  /// and docs/model-files.md); lamina::load_model<T>(path) reads it back.
+  void save(const std::string& path) const { save_model(*this, path); }
 
   /// Trains on (x, labels); validation data is optional.
   History fit(TensorView<const T> x, const std::vector<std::int32_t>& labels, const FitOptions<T>& options,
