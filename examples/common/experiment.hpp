@@ -137,6 +137,7 @@ inline ExperimentOptions parse_options(int argc, char** argv, const ProgramInfo&
 
 /// Train, validation and (optional) test sets, ready for the model.
 struct ExperimentData {
+  lamina::MnistData raw;  // the training file as loaded, for the report's exploration
   lamina::Dataset<float> train, validation, test;
   bool has_test = false, test_labelled = false;
   std::string train_source, test_source;
@@ -152,7 +153,8 @@ inline lamina::MnistData load_file(const std::string& path, const std::string& l
 inline ExperimentData load_experiment_data(const ExperimentOptions& o, std::ostream& log) {
   ExperimentData d;
   const auto start = std::chrono::steady_clock::now();
-  lamina::MnistData raw = load_file(o.train, o.train_labels);
+  d.raw = load_file(o.train, o.train_labels);
+  const lamina::MnistData& raw = d.raw;
   if (!raw.has_labels())
     throw lamina::ArgumentError("--train " + o.train + " has no labels (a Kaggle test.csv cannot be trained on)");
   lamina::Dataset<float> all = lamina::to_dataset<float>(raw);
@@ -189,8 +191,37 @@ struct ExperimentResults {
   double train_seconds = 0;
 };
 
-/// Evaluates the trained model, prints the final accuracy line and writes
-/// DIR/metrics.json.
+namespace detail {
+inline void write_report_json(JsonWriter& j, const lamina::ConfusionMatrix& cm, const lamina::ClassificationReport& r) {
+  j.key("confusion_matrix").begin_array();
+  for (std::size_t t = 0; t < cm.num_classes(); ++t) {
+    j.begin_array();
+    for (std::size_t p = 0; p < cm.num_classes(); ++p) j.value(cm(t, p));
+    j.end_array();
+  }
+  j.end_array();
+  j.key("classification_report").begin_object();
+  for (std::size_t c = 0; c < r.num_classes(); ++c) {
+    j.key(r.class_names[c]).begin_object();
+    j.field("precision", r.precision[c]).field("recall", r.recall[c]).field("f1-score", r.f1[c]);
+    j.field("support", r.support[c]);
+    j.end_object();
+  }
+  j.field("accuracy", r.accuracy);
+  for (const auto& [name, avg] : {std::pair<const char*, lamina::ClassAverages>{"macro avg", r.macro_avg},
+                                  std::pair<const char*, lamina::ClassAverages>{"weighted avg", r.weighted_avg}}) {
+    j.key(name).begin_object();
+    j.field("precision", avg.precision).field("recall", avg.recall).field("f1-score", avg.f1);
+    j.field("support", r.total_support);
+    j.end_object();
+  }
+  j.end_object();
+}
+}  // namespace detail
+
+/// Evaluates the trained model, prints the final accuracy line, the
+/// classification report and the confusion matrix of the validation set, and
+/// writes DIR/metrics.json and DIR/report.html.
 template <class Model>
 ExperimentResults finish_experiment(const std::string& program, const ExperimentOptions& o, Model& model,
                                     const ExperimentData& d, lamina::History history, double train_seconds,
@@ -210,6 +241,15 @@ ExperimentResults finish_experiment(const std::string& program, const Experiment
   }
   const double images_per_second = seconds > 0 ? images / seconds : 0;
 
+  // The validation set's confusion matrix and classification report.
+  const lamina::Tensor<float> probabilities = model.predict(d.validation.images.view());  // (N, C)
+  const std::vector<std::int32_t> predicted = lamina::argmax_rows<float>(probabilities.view());
+  const std::size_t classes = probabilities.dim(1);
+  const lamina::ConfusionMatrix confusion(d.validation.labels, predicted, classes);
+  const lamina::ClassificationReport report = lamina::classification_report(confusion);
+
+  log << "\nClassification report (validation):\n" << report.to_string(4)
+      << "\nConfusion matrix (validation; rows = true class, columns = predicted):\n" << confusion.to_string();
   log << std::fixed << std::setprecision(2) << "\n" << program << ": validation accuracy "
       << 100.0 * r.validation.accuracy << "% (loss " << std::setprecision(4) << r.validation.loss << ")";
   if (r.has_test_accuracy)
@@ -246,8 +286,36 @@ ExperimentResults finish_experiment(const std::string& program, const Experiment
     j.end_object();
   }
   j.end_array();
+  detail::write_report_json(j, confusion, report);
   j.end_object();
+  file.close();
   log << "wrote " << path.string() << "\n";
+
+  // The self-contained HTML report: data, model, curves, evaluation, errors.
+  lamina::ReportInputs inputs;
+  inputs.title = program + " on " + fs::path(d.train_source).filename().string();
+  auto percent = [](double v) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(2) << 100.0 * v << "%";
+    return s.str();
+  };
+  inputs.facts = {{"program", program},
+                  {"training data", d.train_source},
+                  {"train / validation", std::to_string(d.train.size()) + " / " + std::to_string(d.validation.size())},
+                  {"validation accuracy", percent(r.validation.accuracy)}};
+  if (r.has_test_accuracy) inputs.facts.push_back({"test accuracy (" + d.test_source + ")", percent(r.test.accuracy)});
+  inputs.facts.push_back({"epochs, batch size", std::to_string(o.epochs) + ", " + std::to_string(o.batch_size)});
+  inputs.facts.push_back({"learning-rate schedule, augmentation", o.lr_schedule + ", " + (o.augment ? "on" : "off")});
+  inputs.facts.push_back({"seed, threads", std::to_string(o.seed) + ", " + std::to_string(lamina::num_threads())});
+  inputs.data = &d.raw;
+  inputs.model_summary = model.summary();
+  inputs.history = r.history;
+  inputs.images = d.validation.images.view();
+  inputs.labels = d.validation.labels;
+  inputs.probabilities = probabilities.view();
+  const fs::path report_path = fs::path(o.out) / "report.html";
+  lamina::write_html_report(report_path, inputs);
+  log << "wrote " << report_path.string() << "\n";
   return r;
 }
 
