@@ -27,3 +27,13 @@ set_tests_properties(consumer_package consumer_subdirectory consumer_fetchconten
 add_executable(test_gcc_slp_workaround ${CMAKE_CURRENT_SOURCE_DIR}/gcc_slp_bug.cpp)
 target_link_libraries(test_gcc_slp_workaround PRIVATE lamina::lamina lamina_dev_flags)
 add_test(NAME test_gcc_slp_workaround COMMAND test_gcc_slp_workaround)
+
+# The example programs, run as a user would (needs the real data; without it the
+# test fails, which under CI is the rule).
+if(TARGET mnist_mlp AND TARGET mnist_predict)
+  add_test(NAME examples_smoke
+    COMMAND ${CMAKE_COMMAND} -DMLP=$<TARGET_FILE:mnist_mlp> -DPREDICT=$<TARGET_FILE:mnist_predict>
+      -DDATA=${LAMINA_TEST_DATA_DIR} -DWORK=${CMAKE_CURRENT_BINARY_DIR}/examples_smoke
+      -P ${PROJECT_SOURCE_DIR}/examples/run_examples_smoke.cmake)
+  set_tests_properties(examples_smoke PROPERTIES TIMEOUT 600 RUN_SERIAL TRUE)
+endif()
