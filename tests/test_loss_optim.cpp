@@ -90,3 +90,12 @@ TEST_CASE("SGD with momentum matches Keras's update") {
   CHECK(q == Approx(0.81));
   CHECK_THROWS_WITH(SGD<double>(0.1, 1.5), Catch::Contains("momentum must be in [0, 1)"));
 }
+
+TEST_CASE("Optimizer configs keep small values exactly") {
+  Adam<float> adam(1e-3, 0.9, 0.999, 1e-7);
+  const LayerConfig c = adam.config();
+  REQUIRE(c.size() == 4);
+  CHECK(c[0].second == "0.001");
+  CHECK(c[3].second == "1e-07");
+  CHECK(number_text(0.1 + 0.2) == "0.30000000000000004");
+}

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "lamina/core/threads.hpp"
+#include "lamina/core/format.hpp"
 #include "lamina/layers/layer.hpp"
 
 namespace lamina {
@@ -279,22 +280,6 @@ class BatchNormalization final : public Layer<T> {
       for (std::size_t c = 0; c < C; ++c) out[c] += part[k * C + c];
   }
 
-  // Shortest text that reads back as the same double, independent of the locale.
-  static std::string number_text(double value) {
-    std::string text;
-    for (int precision = 1; precision <= std::numeric_limits<double>::max_digits10; ++precision) {
-      std::ostringstream out;
-      out.imbue(std::locale::classic());
-      out.precision(precision);
-      out << value;
-      text = out.str();
-      std::istringstream in(text);
-      in.imbue(std::locale::classic());
-      double back = 0;
-      if (in >> back && back == value) break;
-    }
-    return text;
-  }
 
   double momentum_;
   double epsilon_;

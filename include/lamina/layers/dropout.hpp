@@ -32,6 +32,7 @@
 #include <string>
 
 #include "lamina/core/threads.hpp"
+#include "lamina/core/format.hpp"
 #include "lamina/layers/layer.hpp"
 
 namespace lamina {
@@ -125,22 +126,6 @@ class Dropout final : public Layer<T> {
   }
 
  private:
-  // Shortest text that reads back as the same double, independent of the locale.
-  static std::string number_text(double value) {
-    std::string text;
-    for (int precision = 1; precision <= std::numeric_limits<double>::max_digits10; ++precision) {
-      std::ostringstream out;
-      out.imbue(std::locale::classic());
-      out.precision(precision);
-      out << value;
-      text = out.str();
-      std::istringstream in(text);
-      in.imbue(std::locale::classic());
-      double back = 0;
-      if (in >> back && back == value) break;
-    }
-    return text;
-  }
 
   double rate_;
   std::optional<std::uint64_t> seed_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lamina/core/error.hpp"
+#include "lamina/core/format.hpp"
 #include "lamina/core/tensor.hpp"
 #include "lamina/core/threads.hpp"
 #include "lamina/layers/layer.hpp"
@@ -58,8 +59,8 @@ class Adam final : public Optimizer<T> {
   }
   std::string name() const override { return "Adam"; }
   LayerConfig config() const override {
-    return {{"learning_rate", std::to_string(lr_)}, {"beta_1", std::to_string(beta1_)},
-            {"beta_2", std::to_string(beta2_)}, {"epsilon", std::to_string(epsilon_)}};
+    return {{"learning_rate", number_text(lr_)}, {"beta_1", number_text(beta1_)},
+            {"beta_2", number_text(beta2_)}, {"epsilon", number_text(epsilon_)}};
   }
   void prepare(std::size_t n) override {
     m_ = Tensor<T>(Shape{n});
@@ -112,7 +113,7 @@ class SGD final : public Optimizer<T> {
   }
   std::string name() const override { return "SGD"; }
   LayerConfig config() const override {
-    return {{"learning_rate", std::to_string(lr_)}, {"momentum", std::to_string(momentum_)},
+    return {{"learning_rate", number_text(lr_)}, {"momentum", number_text(momentum_)},
             {"nesterov", nesterov_ ? "true" : "false"}};
   }
   void prepare(std::size_t n) override {
