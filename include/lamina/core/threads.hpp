@@ -57,6 +57,30 @@ inline void set_num_threads(int n) {
   Eigen::setNbThreads(1);
 }
 
+/// How many threads parallel_for(chunks, ...) runs on: lamina's thread count,
+/// at most one per chunk, and 1 inside an enclosing parallel region (lamina
+/// never nests). Kernels that keep one scratch buffer per worker size them
+/// with this, so the rule lives in one place.
+inline std::size_t parallel_workers(std::ptrdiff_t chunks) {
+#if defined(_OPENMP)
+  if (chunks <= 1 || omp_in_parallel()) return 1;
+  return static_cast<std::size_t>(std::min<std::ptrdiff_t>(num_threads(), chunks));
+#else
+  (void)chunks;
+  return 1;
+#endif
+}
+
+/// Inside a parallel_for body: the index of the worker running it, in
+/// [0, parallel_workers(chunks)).
+inline std::size_t parallel_worker_index() {
+#if defined(_OPENMP)
+  return static_cast<std::size_t>(omp_get_thread_num());
+#else
+  return 0;
+#endif
+}
+
 /// Runs body(chunk) for chunk in [0, chunks) on lamina's threads. What a chunk
 /// covers must not depend on the thread count; chunks run in any order, so they
 /// must write disjoint outputs.
@@ -64,8 +88,8 @@ template <class Body>
 void parallel_for(std::ptrdiff_t chunks, Body&& body) {
   detail::pin_eigen_single_threaded();
 #if defined(_OPENMP)
-  const int threads = static_cast<int>(std::min<std::ptrdiff_t>(num_threads(), chunks));
-  if (threads > 1 && !omp_in_parallel()) {
+  const int threads = static_cast<int>(parallel_workers(chunks));
+  if (threads > 1) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::ptrdiff_t c = 0; c < chunks; ++c) body(c);
     return;

@@ -165,26 +165,13 @@ class Conv2DWorkspace {
   // --- used by the kernels -------------------------------------------------
 
   /// How many workers a parallel_for over `chunking` runs, i.e. how many column
-  /// buffers it needs: mirrors lamina::parallel_for, which uses
-  /// min(num_threads(), chunks) threads and runs serially inside an enclosing
-  /// parallel region.
+  /// buffers it needs (lamina::parallel_workers owns the rule).
   static std::size_t worker_count(const Conv2DChunking& chunking) {
-#if defined(_OPENMP)
-    if (omp_in_parallel()) return 1;
-    return std::max<std::size_t>(
-        1, std::min<std::size_t>(static_cast<std::size_t>(num_threads()), chunking.chunks));
-#else
-    (void)chunking;
-    return 1;  // parallel_for is a plain loop
-#endif
+    return parallel_workers(static_cast<std::ptrdiff_t>(chunking.chunks));
   }
   /// The calling worker's index inside such a parallel_for, in [0, workers).
   static std::size_t worker_index(std::size_t workers) {
-#if defined(_OPENMP)
-    if (workers > 1) return static_cast<std::size_t>(omp_get_thread_num());
-#endif
-    (void)workers;
-    return 0;
+    return workers > 1 ? parallel_worker_index() : 0;
   }
 
   /// One column buffer (rows of a full chunk x patch size) per worker.
