@@ -1,0 +1,252 @@
+// bench_conv: the Conv2D kernels (lamina/kernels/conv2d.hpp) on the four
+// convolutions of the reference CNN (examples/mnist_cnn.cpp), all 3x3, stride 1,
+// padding 'same', float:
+//
+//   conv1_28x28x1_32    28x28x1  -> 32
+//   conv2_28x28x32_32   28x28x32 -> 32
+//   conv3_14x14x32_64   14x14x32 -> 64
+//   conv4_14x14x64_64   14x14x64 -> 64
+//
+// Benchmarks (Google Benchmark names; arguments batch and lamina threads):
+//   peak_fma/threads:T                  the xsimd FMA loop that defines the peak
+//   conv_fast/<pass>/<shape>/batch:B/threads:T
+//                                       im2col + Eigen GEMM kernels, B = 128 for
+//                                       forward, backward_data, backward_weights;
+//                                       B = 1 (inference) for forward
+//   conv_naive/<pass>/<shape>/batch:8   the naive references (serial, double
+//                                       accumulation), at batch 8 because they are
+//                                       slow; forward also at batch 1
+//   im2col/{fast,reference}/<shape>/batch:128, col2im/...
+//                                       the transforms alone, serial, chunk by
+//                                       chunk as the kernels run them; bytes/s
+//                                       counts the column matrix and the images
+//
+// Counters: flops (FLOP/s, 2 * N * OH * OW * F * KH * KW * C per pass) and
+// pct_peak (percent of the fp32 peak measured at startup with the same number
+// of threads); see bench/common.hpp and docs/performance.md.
+#include <lamina/kernels/conv2d.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "common.hpp"
+
+namespace {
+
+using lamina::kernels::Conv2DGeometry;
+using lamina::kernels::Conv2DWorkspace;
+
+struct ConvShape {
+  const char* name;
+  std::size_t H, W, C, F;
+};
+
+// The reference CNN's convolutions, in model order.
+constexpr ConvShape kShapes[] = {
+    {"conv1_28x28x1_32", 28, 28, 1, 32},
+    {"conv2_28x28x32_32", 28, 28, 32, 32},
+    {"conv3_14x14x32_64", 14, 14, 32, 64},
+    {"conv4_14x14x64_64", 14, 14, 64, 64},
+};
+
+Conv2DGeometry geometry(const ConvShape& s, std::size_t batch) {
+  return Conv2DGeometry(batch, s.H, s.W, s.C, s.F, 3, 3, 1, 1, lamina::Padding::same);
+}
+
+enum class Pass { forward, backward_data, backward_weights };
+
+const char* pass_name(Pass pass) {
+  switch (pass) {
+    case Pass::forward: return "forward";
+    case Pass::backward_data: return "backward_data";
+    case Pass::backward_weights: return "backward_weights";
+  }
+  return "?";
+}
+
+// Every operand of the three passes, filled with uniform values in [-1, 1).
+struct ConvOperands {
+  explicit ConvOperands(const Conv2DGeometry& g)
+      : input(g.input_shape()),
+        kernel(g.kernel_shape()),
+        bias(lamina::Shape{g.F}),
+        output(g.output_shape()),
+        grad_output(g.output_shape()),
+        grad_input(g.input_shape()),
+        grad_kernel(g.kernel_shape()),
+        grad_bias(lamina::Shape{g.F}) {
+    lamina::Rng rng(20261124);
+    lamina_bench::fill_uniform(input.view(), rng);
+    lamina_bench::fill_uniform(kernel.view(), rng, -0.1, 0.1);
+    lamina_bench::fill_uniform(bias.view(), rng);
+    lamina_bench::fill_uniform(grad_output.view(), rng);
+  }
+  lamina::Tensor<float> input;        // (N, H, W, C)
+  lamina::Tensor<float> kernel;       // (3, 3, C, F)
+  lamina::Tensor<float> bias;         // (F)
+  lamina::Tensor<float> output;       // (N, H, W, F)
+  lamina::Tensor<float> grad_output;  // (N, H, W, F)
+  lamina::Tensor<float> grad_input;   // (N, H, W, C)
+  lamina::Tensor<float> grad_kernel;  // (3, 3, C, F)
+  lamina::Tensor<float> grad_bias;    // (F)
+};
+
+double pass_flops(const Conv2DGeometry& g) {
+  return lamina_bench::conv_flops(g.N, g.OH, g.OW, g.F, g.KH, g.KW, g.C);
+}
+
+// Arguments: batch, threads.
+void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  const int threads = lamina_bench::use_threads(state.range(1));
+  const Conv2DGeometry g = geometry(shape, batch);
+  ConvOperands x(g);
+  Conv2DWorkspace<float> workspace;
+  auto run = [&] {
+    switch (pass) {
+      case Pass::forward:
+        lamina::kernels::conv2d_forward(g, x.input.data(), x.kernel.data(), x.bias.data(), x.output.data(),
+                                        workspace);
+        break;
+      case Pass::backward_data:
+        lamina::kernels::conv2d_backward_data(g, x.grad_output.data(), x.kernel.data(), x.grad_input.data(),
+                                              workspace);
+        break;
+      case Pass::backward_weights:
+        lamina::kernels::conv2d_backward_weights(g, x.input.data(), x.grad_output.data(), x.grad_kernel.data(),
+                                                 x.grad_bias.data(), workspace);
+        break;
+    }
+  };
+  run();  // grows the workspace: the timed calls do not allocate
+  lamina_bench::LoopTimer timer;
+  timer.start();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  timer.stop();
+  lamina_bench::report_flops(state, pass_flops(g), threads, timer.seconds());
+}
+
+// Argument: batch. The references are serial.
+void BM_conv_naive(benchmark::State& state, ConvShape shape, Pass pass) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  const int threads = lamina_bench::use_threads(1);
+  const Conv2DGeometry g = geometry(shape, batch);
+  ConvOperands x(g);
+  lamina_bench::LoopTimer timer;
+  timer.start();
+  for (auto _ : state) {
+    switch (pass) {
+      case Pass::forward:
+        lamina::kernels::conv2d_forward_naive(g, x.input.data(), x.kernel.data(), x.bias.data(), x.output.data());
+        break;
+      case Pass::backward_data:
+        lamina::kernels::conv2d_backward_data_naive(g, x.grad_output.data(), x.kernel.data(), x.grad_input.data());
+        break;
+      case Pass::backward_weights:
+        lamina::kernels::conv2d_backward_weights_naive(g, x.input.data(), x.grad_output.data(),
+                                                       x.grad_kernel.data(), x.grad_bias.data());
+        break;
+    }
+    benchmark::ClobberMemory();
+  }
+  timer.stop();
+  lamina_bench::report_flops(state, pass_flops(g), threads, timer.seconds());
+}
+
+// im2col / col2im alone, serial, over the batch chunk by chunk into one column
+// buffer (as one worker of the kernels does). Argument: batch.
+// Bytes per pass: the column matrix plus the images (read or written once each).
+enum class Transform { im2col, col2im };
+
+void BM_transform(benchmark::State& state, ConvShape shape, Transform transform, bool reference) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  lamina_bench::use_threads(1);
+  const Conv2DGeometry g = geometry(shape, batch);
+  const auto chunking = lamina::kernels::conv2d_chunking<float>(g);
+  lamina::Rng rng(7);
+  lamina::Tensor<float> images = lamina_bench::random_tensor(g.input_shape(), rng);  // (N, H, W, C)
+  // (images_per_chunk * OH * OW, KH * KW * C)
+  lamina::Tensor<float> columns = lamina_bench::random_tensor(
+      lamina::Shape{chunking.images_per_chunk * g.pixels_per_image(), g.patch_size()}, rng);
+  for (auto _ : state) {
+    for (std::size_t c = 0; c < chunking.chunks; ++c) {
+      const std::size_t n0 = chunking.begin(c), n1 = chunking.end(c, g.N);
+      if (transform == Transform::im2col) {
+        if (reference)
+          lamina::kernels::im2col_reference(g, images.data(), n0, n1, columns.data());
+        else
+          lamina::kernels::im2col(g, images.data(), n0, n1, columns.data());
+      } else {
+        if (reference)
+          lamina::kernels::col2im_reference(g, columns.data(), n0, n1, images.data());
+        else
+          lamina::kernels::col2im(g, columns.data(), n0, n1, images.data());
+      }
+      benchmark::ClobberMemory();
+    }
+  }
+  const double bytes = static_cast<double>((g.N * g.pixels_per_image() * g.patch_size() + g.input_size()) *
+                                           sizeof(float));
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes * static_cast<double>(state.iterations())));
+  state.counters["images_per_chunk"] = static_cast<double>(chunking.images_per_chunk);
+}
+
+// The FMA loop of the peak measurement, timed by Google Benchmark. Argument: threads.
+void BM_peak_fma(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  constexpr std::size_t iterations = std::size_t(1) << 16;
+  lamina_bench::LoopTimer timer;
+  timer.start();
+  for (auto _ : state) benchmark::DoNotOptimize(lamina_bench::fma_loop(threads, iterations));
+  timer.stop();
+  lamina_bench::report_flops(state, threads * static_cast<double>(iterations) * lamina_bench::kFlopsPerFmaIteration,
+                             threads, timer.seconds());
+}
+
+bool register_benchmarks() {
+  benchmark::RegisterBenchmark("peak_fma", BM_peak_fma)
+      ->ArgName("threads")
+      ->Arg(1)
+      ->Arg(2)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_weights}) {
+    for (const ConvShape& shape : kShapes) {
+      const std::string suffix = std::string(pass_name(pass)) + "/" + shape.name;
+      auto* fast = benchmark::RegisterBenchmark(("conv_fast/" + suffix).c_str(), BM_conv_fast, shape, pass);
+      fast->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+      for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({128, threads});
+      if (pass == Pass::forward)
+        for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({1, threads});
+
+      auto* naive = benchmark::RegisterBenchmark(("conv_naive/" + suffix).c_str(), BM_conv_naive, shape, pass);
+      naive->ArgName("batch")->Arg(8)->UseRealTime()->Unit(benchmark::kMillisecond);
+      if (pass == Pass::forward) naive->Arg(1);
+    }
+  }
+  for (Transform transform : {Transform::im2col, Transform::col2im}) {
+    for (bool reference : {false, true}) {
+      for (const ConvShape& shape : kShapes) {
+        const std::string name = std::string(transform == Transform::im2col ? "im2col/" : "col2im/") +
+                                 (reference ? "reference/" : "fast/") + shape.name;
+        benchmark::RegisterBenchmark(name.c_str(), BM_transform, shape, transform, reference)
+            ->ArgName("batch")
+            ->Arg(128)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_benchmarks();
+  return lamina_bench::run_main(argc, argv, /*measure_peak=*/true);
+}
