@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "common/experiment.hpp"
+#include "common/reference_models.hpp"
 
 int main(int argc, char** argv) try {
   using namespace lamina;
@@ -26,22 +27,11 @@ int main(int argc, char** argv) try {
   // 1. Data: pixels scaled to [0, 1] as (N, 28, 28, 1), split stratified.
   const auto data = lamina_examples::load_experiment_data(options, std::cout);
 
-  // 2. The model. Conv2D's ReLU is fused into the layer, as Keras's
-  //    Conv2D(..., activation="relu"); the last Dense outputs logits.
+  // 2. The model (common/reference_models.hpp, shared with the tests and the
+  //    benchmarks): four 3x3 convolutions with batch norm, two max-pools,
+  //    dropout, Dense 256 and Dense 10, with ReLU fused into the convolutions.
   Sequential<float> model(Shape{28, 28, 1}, options.seed);
-  for (std::size_t filters : {32, 64}) {
-    model.add<Conv2D>(filters, 3, 1, Padding::same, Activation::relu);
-    model.add<BatchNormalization>();
-    model.add<Conv2D>(filters, 3, 1, Padding::same, Activation::relu);
-    model.add<BatchNormalization>();
-    model.add<MaxPooling2D>(2);
-    model.add<Dropout>(0.25);
-  }
-  model.add<Flatten>();
-  model.add<Dense>(256, Init::he_normal, true, Activation::relu);
-  model.add<BatchNormalization>();
-  model.add<Dropout>(0.5);
-  model.add<Dense>(10);
+  lamina_examples::add_reference_cnn(model);
   const double learning_rate = 1e-3;
   model.compile(std::make_unique<Adam<float>>(learning_rate));
   std::cout << model.summary();

@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "common/experiment.hpp"
+#include "common/reference_models.hpp"
 
 int main(int argc, char** argv) try {
   using namespace lamina;
@@ -23,12 +24,11 @@ int main(int argc, char** argv) try {
   // 1. Data: pixels scaled to [0, 1] as (N, 28, 28, 1), split stratified.
   const auto data = lamina_examples::load_experiment_data(options, std::cout);
 
-  // 2. The model. The last Dense outputs logits: softmax is fused into the loss.
+  // 2. The model (common/reference_models.hpp, shared with the tests and the
+  //    benchmarks): Flatten -> Dense 256 ReLU -> Dense 10. The last Dense
+  //    outputs logits: softmax is fused into the loss.
   Sequential<float> model(Shape{28, 28, 1}, options.seed);
-  model.add<Flatten>();
-  model.add<Dense>(256, Init::he_normal);
-  model.add<ReLU>();
-  model.add<Dense>(10, Init::glorot_uniform);
+  lamina_examples::add_reference_mlp(model);
   const double learning_rate = 1e-3;
   model.compile(std::make_unique<Adam<float>>(learning_rate));
   std::cout << model.summary();

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "../examples/common/reference_models.hpp"
 #include "test_support.hpp"
 
 using namespace lamina;
@@ -12,19 +13,7 @@ namespace {
 
 std::unique_ptr<Sequential<float>> seed_cnn(std::uint64_t seed) {
   auto model = std::make_unique<Sequential<float>>(Shape{28, 28, 1}, seed);
-  for (std::size_t filters : {32, 64}) {
-    model->add<Conv2D>(filters, 3, 1, Padding::same, Activation::relu);
-    model->add<BatchNormalization>();
-    model->add<Conv2D>(filters, 3, 1, Padding::same, Activation::relu);
-    model->add<BatchNormalization>();
-    model->add<MaxPooling2D>(2);
-    model->add<Dropout>(0.25);
-  }
-  model->add<Flatten>();
-  model->add<Dense>(256, Init::he_normal, true, Activation::relu);
-  model->add<BatchNormalization>();
-  model->add<Dropout>(0.5);
-  model->add<Dense>(10);
+  lamina_examples::add_reference_cnn(*model);
   model->compile(std::make_unique<Adam<float>>(1e-3));
   return model;
 }
