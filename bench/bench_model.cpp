@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "../examples/common/reference_models.hpp"
 #include "common.hpp"
 
 namespace {
@@ -48,34 +49,18 @@ using lamina::Shape;
 
 constexpr std::uint64_t kSeed = 20261124;
 
-// examples/mnist_cnn.cpp, step 2.
+// The seed's models, exactly as the examples train them.
 Sequential<float> make_cnn() {
-  using namespace lamina;
   Sequential<float> model(Shape{28, 28, 1}, kSeed);
-  for (std::size_t filters : {32, 64}) {
-    model.add<Conv2D>(filters, 3, 1, Padding::same, Activation::relu);
-    model.add<BatchNormalization>();
-    model.add<Conv2D>(filters, 3, 1, Padding::same, Activation::relu);
-    model.add<BatchNormalization>();
-    model.add<MaxPooling2D>(2);
-    model.add<Dropout>(0.25);
-  }
-  model.add<Flatten>();
-  model.add<Dense>(256, Init::he_normal, true, Activation::relu);
-  model.add<BatchNormalization>();
-  model.add<Dropout>(0.5);
-  model.add<Dense>(10);
-  model.compile(std::make_unique<Adam<float>>(1e-3));
+  lamina_examples::add_reference_cnn(model);
+  model.compile(std::make_unique<lamina::Adam<float>>(1e-3));
   return model;
 }
 
 Sequential<float> make_mlp() {
-  using namespace lamina;
   Sequential<float> model(Shape{28, 28, 1}, kSeed);
-  model.add<Flatten>();
-  model.add<Dense>(256, Init::he_normal, true, Activation::relu);
-  model.add<Dense>(10);
-  model.compile(std::make_unique<Adam<float>>(1e-3));
+  lamina_examples::add_reference_mlp(model);
+  model.compile(std::make_unique<lamina::Adam<float>>(1e-3));
   return model;
 }
 

@@ -49,7 +49,12 @@ const T* activation_backward(Activation a, const T* output, const T* grad_out, T
   parallel_for(chunk_count(n, detail::kActivationChunk), [&](std::ptrdiff_t c) {
     const std::size_t begin = static_cast<std::size_t>(c) * detail::kActivationChunk;
     const std::size_t end = std::min(n, begin + detail::kActivationChunk);
-    for (std::size_t i = begin; i < end; ++i) grad_in[i] = output[i] > T(0) ? grad_out[i] : T(0);
+    // Both operands are loaded unconditionally: a conditional load of grad_out
+    // keeps GCC from vectorising this loop.
+    for (std::size_t i = begin; i < end; ++i) {
+      const T g = grad_out[i];
+      grad_in[i] = output[i] > T(0) ? g : T(0);
+    }
   });
   return grad_in;
 }
