@@ -84,19 +84,8 @@ std::vector<Fields> train_lines(int rows) {
   return lines;
 }
 
-void write_file(const fs::path& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  REQUIRE(out.good());
-}
-
-void write_gz(const fs::path& path, const std::string& content) {
-  gzFile file = gzopen(path.string().c_str(), "wb");
-  REQUIRE(file != nullptr);
-  REQUIRE(gzwrite(file, content.data(), static_cast<unsigned>(content.size())) ==
-          static_cast<int>(content.size()));
-  REQUIRE(gzclose(file) == Z_OK);
-}
+using lamina_test::write_file;
+using lamina_test::write_gz;
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

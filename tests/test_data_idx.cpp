@@ -59,19 +59,8 @@ std::string idx_labels(std::uint32_t count, std::uint32_t magic = 2049) {
   return s;
 }
 
-void write_file(const fs::path& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  REQUIRE(out.good());
-}
-
-void write_gz(const fs::path& path, const std::string& content) {
-  gzFile file = gzopen(path.string().c_str(), "wb");
-  REQUIRE(file != nullptr);
-  REQUIRE(gzwrite(file, content.data(), static_cast<unsigned>(content.size())) ==
-          static_cast<int>(content.size()));
-  REQUIRE(gzclose(file) == Z_OK);
-}
+using lamina_test::write_file;
+using lamina_test::write_gz;
 
 template <class F>
 std::string format_error(F&& f) {

@@ -3,7 +3,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+
+#include <zlib.h>
 
 #include <catch2/catch.hpp>
 
@@ -37,6 +40,22 @@ inline std::filesystem::path temp_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+/// Writes `content` to `path` as is.
+inline void write_file(const std::filesystem::path& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  REQUIRE(out.good());
+}
+
+/// Writes `content` to `path` gzip-compressed.
+inline void write_gz(const std::filesystem::path& path, const std::string& content) {
+  gzFile file = gzopen(path.string().c_str(), "wb");
+  REQUIRE(file != nullptr);
+  REQUIRE(gzwrite(file, content.data(), static_cast<unsigned>(content.size())) ==
+          static_cast<int>(content.size()));
+  REQUIRE(gzclose(file) == Z_OK);
 }
 
 }  // namespace lamina_test
