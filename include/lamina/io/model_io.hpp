@@ -176,7 +176,7 @@ inline ModelFileInfo model_file_info(const SafetensorsFile& file) {
                                           throw FormatError(name, "the architecture JSON has the key '" + key +
                                                                       "' twice in one object");
                                         });
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for "1e999"
     throw FormatError(name, "the architecture in __metadata__ is not valid JSON: " + json_error_text(e));
   }
   auto arch_error = [&](const std::string& what) { return FormatError(name, "architecture: " + what); };

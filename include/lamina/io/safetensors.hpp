@@ -124,7 +124,9 @@ inline std::string json_error_text(const std::exception& e) {
 // Parses JSON text, refusing an object that names a key twice: JSON parsers
 // keep one of the two silently (which one differs between parsers), so a file
 // with a duplicate would mean different things to different readers. Throws
-// nlohmann's parse_error, or `on_duplicate(key)`'s exception.
+// nlohmann's parse_error for a syntax error and its out_of_range for a number
+// that overflows a double ("1e999"), so callers catch their common base
+// Json::exception; or `on_duplicate(key)`'s exception.
 template <class Json, class OnDuplicate>
 Json parse_json_unique_keys(const char* begin, const char* end, OnDuplicate on_duplicate) {
   std::vector<std::unordered_set<std::string>> open_objects;  // keys seen, innermost object last
@@ -558,7 +560,7 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
     header = detail::parse_json_unique_keys<Json>(header_begin, header_end, [&](const std::string& key) {
       throw FormatError(name, "the JSON header has the key '" + key + "' twice in one object");
     });
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for "1e999"
     throw FormatError(name, "the JSON header (bytes 8 to " + std::to_string(8 + n) + ") is malformed: " +
                                 detail::json_error_text(e));
   }
