@@ -294,7 +294,10 @@ inline std::string bar_chart_svg(const std::vector<std::string>& labels, const s
   std::function<double(double)> py;
   double y_floor;
   if (options.log_y) {
-    const auto [lo, hi] = detail::log_decades(values);
+    // Plain variables, not a structured binding: lambdas may capture a
+    // binding only from C++20 on (clang rejects it in C++17).
+    const auto decades = detail::log_decades(values);
+    const auto lo = decades.first, hi = decades.second;
     py = [=](double v) {
       const double l = v > 0 ? std::log10(v) : lo;
       return f.y0() - (std::max(l, double(lo)) - lo) / (hi - lo) * (f.y0() - f.y1());
@@ -352,7 +355,10 @@ inline std::string histogram_svg(const std::vector<double>& counts, double x_sta
   std::function<double(double)> py;
   double y_floor;
   if (options.log_y) {
-    const auto [lo, hi] = detail::log_decades(counts);
+    // Plain variables, not a structured binding: lambdas may capture a
+    // binding only from C++20 on (clang rejects it in C++17).
+    const auto decades = detail::log_decades(counts);
+    const auto lo = decades.first, hi = decades.second;
     py = [=](double v) {
       const double l = v > 0 ? std::log10(v) : lo;
       return f.y0() - (std::max(l, double(lo)) - lo) / (hi - lo) * (f.y0() - f.y1());
