@@ -274,6 +274,39 @@ inline std::string line_chart_svg(const std::vector<ChartSeries>& series, const 
   return svg + "</svg>";
 }
 
+namespace detail {
+/// The y axis of a bar chart or histogram: where a value goes, and the value
+/// below which a bar is not drawn (the lowest decade on a log axis, 0 on a
+/// linear one). Appends the axis ticks to `svg`.
+struct YScale {
+  std::function<double(double)> position;
+  double floor;
+};
+inline YScale y_scale(const ChartFrame& f, const std::vector<double>& values, bool log_y, std::string& svg) {
+  YScale y;
+  if (log_y) {
+    // Plain variables, not a structured binding: lambdas may capture a
+    // binding only from C++20 on (clang rejects it in C++17).
+    const auto decades = log_decades(values);
+    const int lo = decades.first, hi = decades.second;
+    y.position = [=](double v) {
+      const double l = v > 0 ? std::log10(v) : lo;
+      return f.y0() - (std::max(l, double(lo)) - lo) / (hi - lo) * (f.y0() - f.y1());
+    };
+    for (int e = lo; e <= hi; ++e) svg += f.y_tick(y.position(std::pow(10.0, e)), format_decade(e));
+    y.floor = std::pow(10.0, lo);
+  } else {
+    double largest = 0;
+    for (double v : values) largest = std::max(largest, v);
+    const AxisTicks yt = nice_ticks(0, largest > 0 ? largest : 1, 5);
+    y.position = [=](double v) { return f.y0() - (v - yt.lo) / (yt.hi - yt.lo) * (f.y0() - f.y1()); };
+    for (double v : yt.values) svg += f.y_tick(y.position(v), format_tick(v, yt.decimals));
+    y.floor = 0;
+  }
+  return y;
+}
+}  // namespace detail
+
 /// A bar chart with one bar per category, the category names under the bars
 /// and (with value_labels, when the bars are wide enough) each value above its
 /// bar. Throws ArgumentError when labels and values differ in length, or a value
@@ -289,27 +322,9 @@ inline std::string bar_chart_svg(const std::vector<std::string>& labels, const s
                                          "; bars need finite values >= 0"));
   detail::ChartFrame f{static_cast<double>(options.width), static_cast<double>(options.height)};
   std::string svg = f.open(options.title);
-  double largest = 0;
-  for (double v : values) largest = std::max(largest, v);
-  std::function<double(double)> py;
-  double y_floor;
-  if (options.log_y) {
-    // Plain variables, not a structured binding: lambdas may capture a
-    // binding only from C++20 on (clang rejects it in C++17).
-    const auto decades = detail::log_decades(values);
-    const auto lo = decades.first, hi = decades.second;
-    py = [=](double v) {
-      const double l = v > 0 ? std::log10(v) : lo;
-      return f.y0() - (std::max(l, double(lo)) - lo) / (hi - lo) * (f.y0() - f.y1());
-    };
-    for (int e = lo; e <= hi; ++e) svg += f.y_tick(py(std::pow(10.0, e)), detail::format_decade(e));
-    y_floor = std::pow(10.0, lo);
-  } else {
-    const AxisTicks yt = nice_ticks(0, largest > 0 ? largest : 1, 5);
-    py = [=](double v) { return f.y0() - (v - yt.lo) / (yt.hi - yt.lo) * (f.y0() - f.y1()); };
-    for (double v : yt.values) svg += f.y_tick(py(v), detail::format_tick(v, yt.decimals));
-    y_floor = 0;
-  }
+  const detail::YScale y = detail::y_scale(f, values, options.log_y, svg);
+  const auto& py = y.position;
+  const double y_floor = y.floor;
   const std::size_t n = values.size();
   const double slot = n ? (f.x1() - f.x0()) / static_cast<double>(n) : 0;
   const double bar = slot * 0.72;
@@ -352,27 +367,9 @@ inline std::string histogram_svg(const std::vector<double>& counts, double x_sta
   std::string svg = f.open(options.title);
   const double x_end = x_start + bin_width * static_cast<double>(counts.size());
   auto px = [&](double x) { return f.x0() + (x - x_start) / (x_end - x_start) * (f.x1() - f.x0()); };
-  std::function<double(double)> py;
-  double y_floor;
-  if (options.log_y) {
-    // Plain variables, not a structured binding: lambdas may capture a
-    // binding only from C++20 on (clang rejects it in C++17).
-    const auto decades = detail::log_decades(counts);
-    const auto lo = decades.first, hi = decades.second;
-    py = [=](double v) {
-      const double l = v > 0 ? std::log10(v) : lo;
-      return f.y0() - (std::max(l, double(lo)) - lo) / (hi - lo) * (f.y0() - f.y1());
-    };
-    for (int e = lo; e <= hi; ++e) svg += f.y_tick(py(std::pow(10.0, e)), detail::format_decade(e));
-    y_floor = std::pow(10.0, lo);
-  } else {
-    double largest = 0;
-    for (double v : counts) largest = std::max(largest, v);
-    const AxisTicks yt = nice_ticks(0, largest > 0 ? largest : 1, 5);
-    py = [=](double v) { return f.y0() - (v - yt.lo) / (yt.hi - yt.lo) * (f.y0() - f.y1()); };
-    for (double v : yt.values) svg += f.y_tick(py(v), detail::format_tick(v, yt.decimals));
-    y_floor = 0;
-  }
+  const detail::YScale y = detail::y_scale(f, counts, options.log_y, svg);
+  const auto& py = y.position;
+  const double y_floor = y.floor;
   // One path for all bins: 256 <rect>s would be four times the bytes.
   std::string d;
   for (std::size_t i = 0; i < counts.size(); ++i) {
