@@ -164,7 +164,11 @@ TEST_CASE("IDX: bad files name the file and what is wrong", "[data][idx]") {
     CHECK(images_error(std::string(2, '\0')) ==
           fi + ": file too short for an IDX images header: 2 bytes, expected at least 16");
     CHECK(images_error("") ==
-          fi + ": file too short for an IDX images header: 0 bytes, expected at least 16");
+          fi + ": empty file, expected an IDX images file (a 16-byte header with magic number 2051, "
+               "then the pixels)");
+    CHECK(labels_error("") ==
+          fl + ": empty file, expected an IDX labels file (an 8-byte header with magic number 2049, "
+               "then the labels)");
     CHECK(labels_error(idx_labels(1).substr(0, 6)) ==
           fl + ": file too short for an IDX labels header: 6 bytes, expected at least 8");
   }

@@ -472,7 +472,8 @@ TEST_CASE("Every kind of damaged file gives its own FormatError naming the file"
   };
 
   SECTION("the file itself") {
-    expect("empty", Bytes{}, "too short");
+    expect("empty", Bytes{}, "empty file, expected a safetensors file");
+    expect("short", Bytes{1, 2, 3, 4, 5}, "is 5 bytes long: too short for a safetensors file");
     expect("truncated", Bytes(original.begin(), original.end() - 10), "is truncated");
     Bytes long_header = original;
     const std::uint64_t bogus = original.size();  // more than follows the length

@@ -32,6 +32,13 @@
 
 namespace lamina {
 
+namespace detail {
+// "1 image", "5 images": counts in messages.
+inline std::string count_of(std::uint64_t n, const char* noun) {
+  return concat(n, " ", noun, n == 1 ? "" : "s");
+}
+}  // namespace detail
+
 /// The content of an MNIST file (Kaggle CSV or IDX images + labels), as stored.
 struct MnistData {
   std::size_t count = 0;  // number of images
@@ -71,8 +78,9 @@ Dataset<T> to_dataset(const MnistData& data, T scale = T(1) / T(255)) {
                                        " pixels, expected count * rows * cols = ", data.count,
                                        " * ", data.rows, " * ", data.cols));
   if (data.has_labels() && data.labels.size() != data.count)
-    throw ArgumentError(detail::concat("to_dataset: ", data.source, " has ", data.labels.size(),
-                                       " labels for ", data.count, " images"));
+    throw ArgumentError(detail::concat("to_dataset: ", data.source, " has ",
+                                       detail::count_of(data.labels.size(), "label"), " for ",
+                                       detail::count_of(data.count, "image")));
   Dataset<T> out;
   out.images.resize(Shape{data.count, data.rows, data.cols, 1});
   // A 256-entry table: one multiply per distinct value instead of per pixel,
@@ -232,11 +240,21 @@ inline void attach_idx_labels(MnistData& images, const std::filesystem::path& im
 /// For IDX, `labels_path` defaults to the file next to the images named the
 /// MNIST way (see find_idx_labels_file); for CSV it must be empty, since the
 /// labels are the CSV's first column.
-/// Throws FormatError for bad files, ArgumentError for a labels_path with a CSV.
+/// Throws FormatError for bad files (an empty one: "<path>: empty file, expected
+/// a Kaggle MNIST CSV or an IDX images file"), ArgumentError for a labels_path
+/// with a CSV.
 inline MnistData load_mnist(const std::filesystem::path& path,
                             const std::filesystem::path& labels_path = {}) {
   const std::string name = path.string();
   const std::vector<std::uint8_t> bytes = read_file_inflated(path);
+  // Nothing to decide the format by (a failed download, say): the CSV parser's
+  // "expected the header ..." would wrongly suggest that a CSV was expected.
+  if (bytes.empty())
+    throw FormatError(name, "empty file, expected a Kaggle MNIST CSV or an IDX images file");
+  // Still gzip after inflating: neither format starts with 1f 8b.
+  if (is_gzip(bytes.data(), bytes.size()))
+    throw FormatError(name, "is gzip data inside gzip data (compressed twice?); gunzip it once and load the "
+                            "result");
   // Every IDX file starts with two zero bytes, which no text file does; the
   // IDX parser then explains any other wrong magic number.
   const bool idx = bytes.size() >= 2 && bytes[0] == 0 && bytes[1] == 0;

@@ -148,11 +148,15 @@ inline const char* parse_mnist_csv_header(const char* line_begin, const char* en
   } else {
     const bool numeric = std::all_of(fields[0].begin(), fields[0].end(),
                                      [](char c) { return c >= '0' && c <= '9'; });
+    // The loaders inflate gzip before parsing: gzip here was compressed twice.
+    const bool gzip = fields[0].size() >= 2 && static_cast<unsigned char>(fields[0][0]) == 0x1f &&
+                      static_cast<unsigned char>(fields[0][1]) == 0x8b;
     layout.fail(1, line_begin, line_begin,
                 concat("header field 1 is ",
                        csv_show(fields[0].data(), fields[0].data() + fields[0].size()),
                        ", expected 'label' (train file) or 'pixel0' (test file)",
-                       numeric ? "; the file seems to have no header line" : ""));
+                       numeric ? "; the file seems to have no header line" : "",
+                       gzip ? "; this is gzip data (compressed twice?)" : ""));
   }
   layout.fields = kMnistPixels + (layout.has_label ? 1 : 0);
 

@@ -47,13 +47,21 @@ inline std::string idx_magic_text(std::uint32_t magic) {
 inline void idx_check_header(const std::uint8_t* data, std::size_t size, std::uint32_t expected,
                              std::size_t header_size, const char* kind,
                              const std::string& source) {
+  // An empty file is most often a failed download: say so, and what was expected,
+  // rather than "too short for a header".
+  if (size == 0)
+    throw FormatError(source, concat("empty file, expected an IDX ", kind, " file (",
+                                     header_size == 16 ? "a 16-byte header" : "an 8-byte header",
+                                     " with magic number ", expected, ", then the ",
+                                     header_size == 16 ? "pixels" : "labels", ")"));
   if (size >= 4) {
     const std::uint32_t magic = idx_read_u32(data);
     if (magic != expected) {
       const char* hint = "";
       if (magic == kIdxLabelsMagic) hint = "; this is an IDX labels file";
       if (magic == kIdxImagesMagic) hint = "; this is an IDX images file";
-      if (data[0] == 0x1f && data[1] == 0x8b) hint = "; this is gzip data";
+      // The loaders inflate gzip before parsing: gzip here was compressed twice.
+      if (data[0] == 0x1f && data[1] == 0x8b) hint = "; this is gzip data (compressed twice?)";
       throw FormatError(source, concat("bad magic number ", idx_magic_text(magic),
                                        " at byte offset 0, expected ", idx_magic_text(expected),
                                        " for an IDX ", kind, " file", hint));
@@ -88,19 +96,20 @@ inline MnistData parse_idx_images(const std::uint8_t* data, std::size_t size,
         count > (std::numeric_limits<std::uint64_t>::max() - kHeader) / per_image
             ? std::string("more than 2^64 bytes")
             : detail::concat(kHeader + count * per_image, " bytes");
-    throw FormatError(source, detail::concat("file too short: the header says ", count,
-                                             " images of ", rows, "x", cols, ", which take ",
+    throw FormatError(source, detail::concat("file too short: the header says ", detail::count_of(count, "image"),
+                                             " of ", rows, "x", cols, ", which take ",
                                              needed, ", but the file has ", size,
-                                             " bytes (only ", payload / per_image,
-                                             " complete images)"));
+                                             " bytes (only ",
+                                             detail::count_of(payload / per_image, "complete image"),
+                                             ")"));
   }
   const std::uint64_t needed = kHeader + count * per_image;
   if (size > needed)
-    throw FormatError(source, detail::concat("file too long: the header says ", count,
-                                             " images of ", rows, "x", cols, ", which take ",
+    throw FormatError(source, detail::concat("file too long: the header says ", detail::count_of(count, "image"),
+                                             " of ", rows, "x", cols, ", which take ",
                                              needed, " bytes, but the file has ", size, " (",
-                                             size - needed, " extra bytes from byte offset ",
-                                             needed, ")"));
+                                             detail::count_of(size - needed, "extra byte"),
+                                             " from byte offset ", needed, ")"));
   MnistData out;
   out.count = static_cast<std::size_t>(count);
   out.rows = static_cast<std::size_t>(rows);
@@ -121,16 +130,16 @@ inline std::vector<std::int32_t> parse_idx_labels(const std::uint8_t* data, std:
   if (count == 0)
     throw FormatError(source, "the header says 0 labels (count at byte offset 4); the file holds no labels");
   if (count > payload)
-    throw FormatError(source, detail::concat("file too short: the header says ", count,
-                                             " labels, which take ", kHeader + count,
+    throw FormatError(source, detail::concat("file too short: the header says ", detail::count_of(count, "label"),
+                                             ", which take ", kHeader + count,
                                              " bytes, but the file has ", size, " (only ",
-                                             payload, " labels)"));
+                                             detail::count_of(payload, "label"), ")"));
   if (count < payload)
-    throw FormatError(source, detail::concat("file too long: the header says ", count,
-                                             " labels, which take ", kHeader + count,
+    throw FormatError(source, detail::concat("file too long: the header says ", detail::count_of(count, "label"),
+                                             ", which take ", kHeader + count,
                                              " bytes, but the file has ", size, " (",
-                                             payload - count, " extra bytes from byte offset ",
-                                             kHeader + count, ")"));
+                                             detail::count_of(payload - count, "extra byte"),
+                                             " from byte offset ", kHeader + count, ")"));
   std::vector<std::int32_t> labels(static_cast<std::size_t>(count));  // (count,)
   for (std::size_t i = 0; i < labels.size(); ++i) {
     const std::uint8_t value = data[kHeader + i];
@@ -207,9 +216,9 @@ inline void attach_idx_labels(MnistData& images, const std::filesystem::path& im
   std::vector<std::int32_t> labels = load_idx_labels(labels_file);
   if (labels.size() != images.count)
     throw FormatError(labels_file.string(),
-                      concat("has ", labels.size(), " labels, but the images file ",
-                             images.source, " has ", images.count,
-                             " images; the two files must have one label per image"));
+                      concat("has ", count_of(labels.size(), "label"), ", but the images file ",
+                             images.source, " has ", count_of(images.count, "image"),
+                             "; the two files must have one label per image"));
   images.labels = std::move(labels);
 }
 }  // namespace detail

@@ -518,7 +518,7 @@ class SafetensorsFile {
 };
 
 /// Reads and validates a safetensors file. Throws FormatError naming the file for:
-/// a missing or unreadable file; a file shorter than 8 bytes; a header length
+/// a missing or unreadable file; an empty file; a file shorter than 8 bytes; a header length
 /// past the end of the file or over the format's limit; a header that is not a
 /// JSON object (with the position of the syntax error) or names a key twice; a
 /// "__metadata__" that is not an object of strings; a tensor entry without a
@@ -534,6 +534,9 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   file.bytes_ = read_file_raw(path);
   const std::vector<std::uint8_t>& bytes = file.bytes_;
 
+  if (bytes.empty())
+    throw FormatError(name, "empty file, expected a safetensors file (an 8-byte header length, a JSON header, then "
+                            "the tensor data)");
   if (bytes.size() < 8)
     throw FormatError(name, "is " + std::to_string(bytes.size()) +
                                 " bytes long: too short for a safetensors file (truncated? it must start with an "
