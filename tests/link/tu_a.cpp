@@ -6,6 +6,7 @@
 float tu_a_forward() {
   lamina::Sequential<float> model(lamina::Shape{4}, 1);
   model.add<lamina::Dense>(3);
+  model.build();
   lamina::Tensor<float> x(lamina::Shape{2, 4}, 1.0f);
   return model.predict(x.view())[0];
 }

@@ -8,6 +8,7 @@ int main() {
   lamina::set_num_threads(1);
   lamina::Sequential<double> model(lamina::Shape{4}, 1);
   model.add<lamina::Dense>(3);
+  model.build();
   lamina::Tensor<double> x(lamina::Shape{2, 4}, 1.0);
   const double b = model.predict(x.view())[0];
   const float a = tu_a_forward();

@@ -57,9 +57,14 @@
 #include "lamina/io/layer_registry.hpp"
 #include "lamina/io/safetensors.hpp"
 #include "lamina/layers/layer.hpp"
-#include "lamina/model/sequential.hpp"
 
 namespace lamina {
+
+// Sequential includes this file (and io/checkpoint.hpp) itself, and this file
+// includes Sequential at its end, so that either include order works.
+template <class T>
+class Sequential;
+
 
 /// The version of the lamina model file layout written by save_model (the
 /// "format_version" metadata). load_model reads this version and refuses newer ones.
@@ -229,6 +234,68 @@ inline std::string without_type_prefix(const std::string& message, const std::st
 
 }  // namespace detail
 
+namespace detail {
+
+// A model's architecture as model files (and checkpoints) record it: the input
+// shape, the seed, and each layer's type, config and output shape.
+template <class T>
+nlohmann::ordered_json model_architecture(const Sequential<T>& model) {
+  using Json = nlohmann::ordered_json;
+  Json arch = Json::object();
+  arch["input_shape"] = shape_dims(model.input_shape());
+  arch["seed"] = model.seed();
+  Json layers = Json::array();
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    const Layer<T>& layer = model.layer(i);
+    Json config = Json::object();
+    for (const auto& [key, value] : layer.config()) {
+      if (config.contains(key)) throw Error(layer.describe() + " has the config key '" + key + "' twice");
+      config[key] = value;
+    }
+    Json entry = Json::object();
+    entry["type"] = layer.type();
+    entry["config"] = std::move(config);
+    entry["output_shape"] = shape_dims(layer.output_shape());
+    layers.push_back(std::move(entry));
+  }
+  arch["layers"] = std::move(layers);
+  return arch;
+}
+
+// Every parameter and buffer of a built model, named as model files name them
+// ("layers.1.dense.kernel"), layer by layer, parameters before buffers.
+// `where` starts the error messages.
+template <class T>
+std::vector<SafetensorsTensor> model_tensors(const Sequential<T>& model, const std::string& where) {
+  std::vector<SafetensorsTensor> tensors;
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    const Layer<T>& layer = model.layer(i);
+    auto add = [&](const std::vector<TensorSpec>& specs, const std::vector<TensorView<T>>& views) {
+      if (specs.size() != views.size())
+        throw Error(where + ": " + layer.describe() + " has " + std::to_string(specs.size()) + " tensor specs but " +
+                    std::to_string(views.size()) + " bound tensors");
+      for (std::size_t k = 0; k < specs.size(); ++k) {
+        if (views[k].shape() != specs[k].shape)
+          throw Error(where + ": " + layer.describe() + " tensor '" + specs[k].name + "' is bound with shape " +
+                      views[k].shape().to_string() + ", its spec says " + specs[k].shape.to_string());
+        tensors.push_back({model_tensor_name(i, layer.type(), specs[k].name), safetensors_dtype<T>(),
+                           shape_dims(specs[k].shape), views[k].data()});
+      }
+    };
+    add(layer.parameter_specs(), layer.parameters());
+    add(layer.buffer_specs(), layer.buffers());
+  }
+  // A layer's parameter and buffer with the same name would collide.
+  for (std::size_t a = 0; a < tensors.size(); ++a)
+    for (std::size_t b = a + 1; b < tensors.size(); ++b)
+      if (tensors[a].name == tensors[b].name)
+        throw Error(where + ": two tensors would both be named '" + tensors[a].name +
+                    "' (a layer has a parameter and a buffer of the same name)");
+  return tensors;
+}
+
+}  // namespace detail
+
 /// Reads a model file's header: format, version, dtype, architecture (checked
 /// for form). Cheaper to reason about than load_model, but it does not check
 /// the tensors, the checksum or whether the layers are known: load_model does.
@@ -255,47 +322,8 @@ void save_model(const Sequential<T>& model, const std::filesystem::path& path,
     for (const char* reserved : detail::kModelReservedKeys)
       if (key == reserved) throw ArgumentError(where + ": metadata key '" + key + "' is reserved for lamina");
 
-  Json arch = Json::object();
-  arch["input_shape"] = detail::shape_dims(model.input_shape());
-  arch["seed"] = model.seed();
-  Json layers = Json::array();
-  std::vector<SafetensorsTensor> tensors;
-  for (std::size_t i = 0; i < model.size(); ++i) {
-    const Layer<T>& layer = model.layer(i);
-    const std::string type = layer.type();
-    Json config = Json::object();
-    for (const auto& [key, value] : layer.config()) {
-      if (config.contains(key)) throw Error(where + ": " + layer.describe() + " has the config key '" + key + "' twice");
-      config[key] = value;
-    }
-    Json entry = Json::object();
-    entry["type"] = type;
-    entry["config"] = std::move(config);
-    entry["output_shape"] = detail::shape_dims(layer.output_shape());
-    layers.push_back(std::move(entry));
-
-    auto add = [&](const std::vector<TensorSpec>& specs, const std::vector<TensorView<T>>& views) {
-      if (specs.size() != views.size())
-        throw Error(where + ": " + layer.describe() + " has " + std::to_string(specs.size()) + " tensor specs but " +
-                    std::to_string(views.size()) + " bound tensors");
-      for (std::size_t k = 0; k < specs.size(); ++k) {
-        if (views[k].shape() != specs[k].shape)
-          throw Error(where + ": " + layer.describe() + " tensor '" + specs[k].name + "' is bound with shape " +
-                      views[k].shape().to_string() + ", its spec says " + specs[k].shape.to_string());
-        tensors.push_back({model_tensor_name(i, type, specs[k].name), safetensors_dtype<T>(),
-                           detail::shape_dims(specs[k].shape), views[k].data()});
-      }
-    };
-    add(layer.parameter_specs(), layer.parameters());
-    add(layer.buffer_specs(), layer.buffers());
-  }
-  arch["layers"] = std::move(layers);
-  // A layer's parameter and buffer with the same name would collide.
-  for (std::size_t a = 0; a < tensors.size(); ++a)
-    for (std::size_t b = a + 1; b < tensors.size(); ++b)
-      if (tensors[a].name == tensors[b].name)
-        throw Error(where + ": two tensors would both be named '" + tensors[a].name +
-                    "' (a layer has a parameter and a buffer of the same name)");
+  const Json arch = detail::model_architecture(model);
+  const std::vector<SafetensorsTensor> tensors = detail::model_tensors(model, where);
 
   SafetensorsMetadata metadata = {
       {"format", "lamina"},
@@ -421,3 +449,5 @@ Sequential<T> load_model(const std::filesystem::path& path) {
 }
 
 }  // namespace lamina
+
+#include "lamina/model/sequential.hpp"  // see the forward declaration at the top

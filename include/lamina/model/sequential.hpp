@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -32,9 +33,12 @@
 #include "lamina/core/error.hpp"
 #include "lamina/core/rng.hpp"
 #include "lamina/core/tensor.hpp"
+#include "lamina/io/layer_registry.hpp"
+#include "lamina/io/safetensors.hpp"
 #include "lamina/layers/layer.hpp"
 #include "lamina/loss.hpp"
 #include "lamina/model/progress.hpp"
+#include "lamina/optim/clip.hpp"
 #include "lamina/optim/optimizer.hpp"
 
 namespace lamina {
@@ -48,6 +52,12 @@ struct EpochStats {
   double seconds = 0;                  // the whole epoch, validation included
   double train_images_per_second = 0;  // training steps only
   double learning_rate = 0;
+  /// Gradient health: the largest global gradient L2 norm of the epoch (before
+  /// clipping), how many batches clip_gradient_norm scaled down, and how many
+  /// OnNonFinite::skip_batch left out.
+  double max_gradient_norm = 0;
+  std::size_t clipped_batches = 0;
+  std::size_t skipped_batches = 0;
 };
 
 struct History {
@@ -64,6 +74,40 @@ struct Evaluation {
 template <class T>
 class Sequential;
 
+/// What fit() does when a training step's loss or gradient is NaN or Inf. In
+/// every case the step's parameter update is decided BEFORE it is applied.
+enum class OnNonFinite {
+  /// Throw NumericalError naming the epoch, the batch and (for a gradient) the
+  /// layer and tensor. The step is not applied and BatchNormalization's moving
+  /// statistics are restored, so the model is as the previous step left it.
+  stop,
+  /// Leave the parameters and moving statistics as they were, count the batch in
+  /// EpochStats::skipped_batches and go on with the next batch.
+  skip_batch,
+  /// Apply the step anyway (Keras's behaviour): the weights may become NaN.
+  apply,
+};
+
+/// Where a fit() stands between two epochs: what a checkpoint holds besides
+/// the model's tensors and the optimizer's state (see io/checkpoint.hpp), and
+/// what the run must match to resume from it.
+struct FitProgress {
+  std::size_t epochs_done = 0;
+  Rng::Snapshot shuffle_rng{};          // fit's mini-batch order stream
+  Rng::Snapshot augment_rng{};          // fit's augmentation stream
+  std::vector<std::uint64_t> order;     // (N,) the last epoch's sample order: the next shuffle permutes it
+  std::vector<EpochStats> epochs;       // the history so far
+
+  // The run's identity: a resumed fit must have the same.
+  std::size_t samples = 0;
+  std::size_t batch_size = 0;
+  bool shuffle = true;
+  std::uint64_t shuffle_seed = 0;
+  bool augment = false;
+  std::uint64_t augment_seed = 0;
+  std::uint32_t data_crc32 = 0;         // of the training images' bytes, then the labels'
+};
+
 template <class T>
 struct FitOptions {
   std::size_t epochs = 1;
@@ -72,8 +116,12 @@ struct FitOptions {
   bool shuffle = true;
   Verbosity verbosity = Verbosity::automatic;  // bar on a terminal, lines elsewhere
   std::ostream* log = &std::cout;
-  /// Stop with NumericalError when the loss or a gradient is NaN or Inf.
-  bool stop_on_non_finite = true;
+  /// What to do when the loss or a gradient is NaN or Inf (see OnNonFinite).
+  OnNonFinite on_non_finite = OnNonFinite::stop;
+  /// If > 0: before each update, scale the gradients down so that their global
+  /// L2 norm (all trainable tensors together, summed in double in a fixed order)
+  /// is at most this (PyTorch's clip_grad_norm_: g *= max / (norm + 1e-6)).
+  double clip_gradient_norm = 0;
   /// Called before each epoch (1-based), e.g. to set the learning rate.
   std::function<void(std::size_t epoch, Sequential<T>& model)> on_epoch_begin;
   /// Called after each epoch with its statistics.
@@ -82,7 +130,28 @@ struct FitOptions {
   /// seeded stream of fit's own: data augmentation.
   std::function<void(TensorView<T> batch, Rng& rng)> augment;
   std::uint64_t augment_seed = 0;
+  /// Checkpoints (docs/robustness.md): every `checkpoint_every` epochs (0:
+  /// never) fit writes the weights, moving statistics, optimizer state, every
+  /// random stream (shuffle, augmentation, Dropout), the sample order, the
+  /// epoch and the history to `checkpoint_path`, atomically (the file is
+  /// either the previous checkpoint or the new one, never half of each).
+  std::filesystem::path checkpoint_path;
+  std::size_t checkpoint_every = 0;
+  /// A checkpoint to resume from: fit restores everything it holds and goes on
+  /// with the next epoch up to `epochs`, so the result is bit-identical to a run
+  /// that was never interrupted. The model and optimizer must be built and
+  /// compiled as they were, and the data, batch size, shuffle and augment
+  /// settings be the same: each is checked (the data by CRC-32) before anything
+  /// changes, and a mismatch throws naming it.
+  std::filesystem::path resume_from;
 };
+
+template <class T>
+class Sequential;
+template <class T>
+void save_checkpoint(Sequential<T>& model, const FitProgress& progress, const std::filesystem::path& path);
+template <class T>
+void load_checkpoint(Sequential<T>& model, const std::filesystem::path& path, FitProgress& progress);
 
 template <class T>
 class Sequential {
@@ -235,54 +304,96 @@ class Sequential {
 
   /// One optimisation step on a batch; returns (mean loss, number correct).
   std::pair<double, std::size_t> train_step(TensorView<const T> x, const std::int32_t* labels) {
+    const auto result = compute_gradients(x, labels);
+    apply_gradients();
+    return result;
+  }
+  /// The first half of train_step: forward in training mode, the loss, and
+  /// backward, which fills the gradients (store().grads()). No parameter
+  /// changes; BatchNormalization's moving statistics and Dropout's stream do
+  /// advance, as in any training forward. Returns (mean loss, number correct).
+  std::pair<double, std::size_t> compute_gradients(TensorView<const T> x, const std::int32_t* labels) {
     if (!optimizer_) throw Error("Sequential: call compile() before training");
     TensorView<const T> logits = forward(x, Mode::train);
     const double loss = loss_.forward(logits, labels);
-    std::size_t correct = count_correct(loss_.probabilities(), labels);
+    const std::size_t correct = count_correct(loss_.probabilities(), labels);
     backward(loss_.backward());
-    last_loss_ = loss;
-    optimizer_->step(store_.params().data(), store_.grads().data(), store_.params().size());
     return {loss, correct};
+  }
+  /// The second half of train_step: one optimizer update from the gradients.
+  void apply_gradients() {
+    if (!optimizer_) throw Error("Sequential: call compile() before training");
+    optimizer_->step(store_.params().data(), store_.grads().data(), store_.params().size());
   }
 
   /// Writes the model to a safetensors file, atomically (see io/model_io.hpp
   /// and docs/model-files.md); lamina::load_model<T>(path) reads it back.
   void save(const std::string& path) const { save_model(*this, path); }
 
-  /// Trains on (x, labels); validation data is optional.
+  /// Trains on (x, labels); validation data is optional. Every argument is
+  /// checked before anything changes; see FitOptions for non-finite steps,
+  /// gradient clipping, checkpoints and resuming.
   History fit(TensorView<const T> x, const std::vector<std::int32_t>& labels, const FitOptions<T>& options,
               TensorView<const T> x_val = {}, const std::vector<std::int32_t>& y_val = {}) {
     check_data(x, labels, "fit");
-    const bool has_val = x_val.data() != nullptr && !y_val.empty();
+    const bool has_val = x_val.data() != nullptr || !y_val.empty();
     if (has_val) check_data(x_val, y_val, "fit (validation data)");
     if (options.batch_size == 0) throw ArgumentError("fit: batch_size must be at least 1");
     if (options.batch_size > x.dim(0))
       throw ArgumentError("fit: batch_size " + std::to_string(options.batch_size) + " is larger than the " +
                           std::to_string(x.dim(0)) + " training samples");
+    if (!(options.clip_gradient_norm >= 0) || !std::isfinite(options.clip_gradient_norm))
+      throw ArgumentError("fit: clip_gradient_norm must be a finite number >= 0 (0: no clipping), got " +
+                          std::to_string(options.clip_gradient_norm));
+    if (options.checkpoint_every > 0 && options.checkpoint_path.empty())
+      throw ArgumentError("fit: checkpoint_every is " + std::to_string(options.checkpoint_every) +
+                          " but checkpoint_path is empty");
     if (!optimizer_) throw Error("Sequential: call compile() before fit()");
 
     const std::size_t n = x.dim(0), batch = options.batch_size;
     const std::size_t batches = (n + batch - 1) / batch;
     const std::size_t sample = input_shape_.size();
+
+    FitProgress progress;
+    progress.samples = n;
+    progress.batch_size = batch;
+    progress.shuffle = options.shuffle;
+    progress.shuffle_seed = options.shuffle_seed;
+    progress.augment = static_cast<bool>(options.augment);
+    progress.augment_seed = options.augment_seed;
+    if (options.checkpoint_every > 0 || !options.resume_from.empty()) {
+      std::uint32_t crc = crc32_update(0, x.data(), x.size() * sizeof(T));
+      progress.data_crc32 = crc32_update(crc, labels.data(), labels.size() * sizeof(std::int32_t));
+    }
     Rng shuffle_rng(options.shuffle_seed);
     Rng augment_rng = Rng(options.augment_seed).fork(0xA09);
-    std::vector<std::size_t> order(n);
-    std::iota(order.begin(), order.end(), std::size_t{0});
+    progress.order.resize(n);
+    std::iota(progress.order.begin(), progress.order.end(), std::uint64_t{0});
+    if (!options.resume_from.empty()) {
+      load_checkpoint(*this, options.resume_from, progress);  // checks everything, then restores
+      shuffle_rng.restore(progress.shuffle_rng);
+      augment_rng.restore(progress.augment_rng);
+    }
+    std::vector<std::uint64_t>& order = progress.order;
+
     Tensor<T> batch_x;  // (B, ...input) gathered samples, reused
     std::vector<std::int32_t> batch_y;
+    Tensor<T> saved_buffers;  // (B,) moving statistics before a step, restored if the step is refused
     const bool bar = options.verbosity == Verbosity::bar ||
                      (options.verbosity == Verbosity::automatic && options.log == &std::cout &&
                       detail::stdout_is_terminal());
     const bool quiet = options.verbosity == Verbosity::quiet || options.log == nullptr;
     std::ostringstream sink;
-    detail::ProgressBar progress(quiet ? sink : *options.log, bar && !quiet);
+    detail::ProgressBar progress_bar(quiet ? sink : *options.log, bar && !quiet);
 
     History history;
-    for (std::size_t epoch = 1; epoch <= options.epochs; ++epoch) {
+    history.epochs = progress.epochs;
+    for (std::size_t epoch = progress.epochs_done + 1; epoch <= options.epochs; ++epoch) {
       if (options.on_epoch_begin) options.on_epoch_begin(epoch, *this);
       const auto start = std::chrono::steady_clock::now();
       if (options.shuffle) shuffle_rng.shuffle(order);
-      progress.start_epoch(epoch, options.epochs, batches);
+      progress_bar.start_epoch(epoch, options.epochs, batches);
+      EpochStats stats;
       double loss_sum = 0;
       std::size_t correct = 0, seen = 0;
       for (std::size_t b = 0; b < batches; ++b) {
@@ -290,23 +401,39 @@ class Sequential {
         batch_x.resize(input_shape_.prepend(count));
         batch_y.resize(count);
         for (std::size_t i = 0; i < count; ++i) {
-          const std::size_t src = order[begin + i];
+          const std::size_t src = static_cast<std::size_t>(order[begin + i]);
           std::copy_n(x.data() + src * sample, sample, batch_x.data() + i * sample);
           batch_y[i] = labels[src];
         }
         if (options.augment) options.augment(batch_x.view(), augment_rng);
-        const auto [loss, batch_correct] = train_step(batch_x.view(), batch_y.data());
-        if (options.stop_on_non_finite) check_finite(loss, epoch, b + 1);
-        loss_sum += loss * static_cast<double>(count);
-        correct += batch_correct;
-        seen += count;
-        progress.update(b + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen));
+        saved_buffers.resize(store_.buffers().shape());
+        std::copy_n(store_.buffers().data(), saved_buffers.size(), saved_buffers.data());
+        const auto [loss, batch_correct] = compute_gradients(batch_x.view(), batch_y.data());
+        const double norm = gradient_norm(store_.grads().data(), store_.grads().size());
+        stats.max_gradient_norm = std::max(stats.max_gradient_norm, norm);  // NaN-safe: max keeps the first
+        if ((!std::isfinite(loss) || !std::isfinite(norm)) && options.on_non_finite != OnNonFinite::apply) {
+          std::copy_n(saved_buffers.data(), saved_buffers.size(), store_.buffers().data());
+          if (options.on_non_finite == OnNonFinite::stop) throw non_finite_error(loss, epoch, b + 1);
+          ++stats.skipped_batches;
+        } else {
+          if (options.clip_gradient_norm > 0 && norm > options.clip_gradient_norm) {
+            scale_gradients(store_.grads().data(), store_.grads().size(),
+                            options.clip_gradient_norm / (norm + 1e-6));
+            ++stats.clipped_batches;
+          }
+          apply_gradients();
+          loss_sum += loss * static_cast<double>(count);
+          correct += batch_correct;
+          seen += count;
+        }
+        progress_bar.update(b + 1, seen ? loss_sum / static_cast<double>(seen) : 0.0,
+                            seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0);
       }
       const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      EpochStats stats;
       stats.epoch = epoch;
-      stats.train_loss = loss_sum / static_cast<double>(n);
-      stats.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
+      // Over the batches that were applied (all of them unless some were skipped).
+      stats.train_loss = seen ? loss_sum / static_cast<double>(seen) : std::nan("");
+      stats.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
       stats.train_images_per_second = static_cast<double>(n) / train_seconds;
       stats.learning_rate = optimizer_->learning_rate();
       if (has_val) {
@@ -323,9 +450,18 @@ class Sequential {
                      << " - loss: " << stats.train_loss << " - accuracy: " << stats.train_accuracy;
       if (bar) line << " - " << std::setprecision(0) << stats.train_images_per_second << " images/s" << std::setprecision(4);
       if (has_val) line << " - val_loss: " << stats.val_loss << " - val_accuracy: " << stats.val_accuracy;
-      progress.end_epoch(line.str());
+      if (stats.clipped_batches) line << " - clipped: " << stats.clipped_batches;
+      if (stats.skipped_batches) line << " - skipped (non-finite): " << stats.skipped_batches;
+      progress_bar.end_epoch(line.str());
       history.epochs.push_back(stats);
       if (options.on_epoch_end) options.on_epoch_end(stats, *this);
+      if (options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0) {
+        progress.epochs_done = epoch;
+        progress.shuffle_rng = shuffle_rng.snapshot();
+        progress.augment_rng = augment_rng.snapshot();
+        progress.epochs = history.epochs;
+        save_checkpoint(*this, progress, options.checkpoint_path);
+      }
     }
     return history;
   }
@@ -347,24 +483,39 @@ class Sequential {
   }
 
   /// Class probabilities (N, C) in evaluation mode.
-  Tensor<T> predict(TensorView<const T> x, std::size_t batch_size = 500) {
+  ///
+  /// Const, and safe to call from several threads at once on one model (while
+  /// nothing modifies it: no fit, train_step, compile or load into it at the
+  /// same time). Each call runs on a private copy of the layers (made through
+  /// the layer registry from their types and configs, so custom layers must be
+  /// registered with lamina::register_layer) that reads the model's parameters
+  /// and moving statistics in place and owns its own activation buffers. The
+  /// result is bit-identical to serial calls. lamina's thread count applies
+  /// inside each call: with k calling threads, set_num_threads(1) avoids
+  /// running k * num_threads() OpenMP threads on the cores.
+  Tensor<T> predict(TensorView<const T> x, std::size_t batch_size = 500) const {
     check_input(x, "predict");
     if (batch_size == 0) throw ArgumentError("predict: batch_size must be at least 1");
-    const std::size_t n = x.dim(0);
+    if (!built_)
+      throw Error("predict: the model is not built yet, so it has no weights (call build(), compile() or fit(), "
+                  "or load one with load_model)");
     const Shape out_shape = output_shape();
     if (out_shape.rank() != 1) throw ShapeError("predict: the model output must be (N, classes), got " + out_shape.to_string("N"));
+    const std::vector<std::unique_ptr<Layer<T>>> replica = inference_replica();
+    const std::size_t n = x.dim(0);
     const std::size_t c = out_shape[0];
     Tensor<T> probabilities(Shape{n, c});  // (N, C)
     for (std::size_t begin = 0; begin < n; begin += batch_size) {
       const std::size_t count = std::min(batch_size, n - begin);
-      TensorView<const T> logits = forward(x.slice(begin, begin + count), Mode::eval);
+      TensorView<const T> logits = x.slice(begin, begin + count);  // (B, ...) then (B, C)
+      for (const auto& layer : replica) logits = layer->forward(logits, Mode::eval);
       for (std::size_t i = 0; i < count; ++i)
         SoftmaxCrossEntropy<T>::softmax_row(logits.data() + i * c, probabilities.data() + (begin + i) * c, c, -1);
     }
     return probabilities;
   }
-  /// The most probable class of each sample.
-  std::vector<std::int32_t> predict_classes(TensorView<const T> x, std::size_t batch_size = 500) {
+  /// The most probable class of each sample (thread safety as predict()).
+  std::vector<std::int32_t> predict_classes(TensorView<const T> x, std::size_t batch_size = 500) const {
     Tensor<T> p = predict(x, batch_size);
     return argmax_rows<T>(p.view());
   }
@@ -413,20 +564,53 @@ class Sequential {
                             " (not finite) at sample " + std::to_string(i / input_shape_.size()) + ", element " +
                             std::to_string(i % input_shape_.size()));
   }
-  void check_finite(double loss, std::size_t epoch, std::size_t batch) const {
-    if (!std::isfinite(loss))
-      throw NumericalError("fit: the loss became " + std::to_string(loss) + " at epoch " + std::to_string(epoch) +
-                           ", batch " + std::to_string(batch) + " (lower the learning rate, or set stop_on_non_finite = false)");
+  // Fresh layers of the same types and configs, built for the same shapes and
+  // bound to this model's parameters, gradients and buffers (which an
+  // evaluation-mode forward only reads): what predict() runs on.
+  std::vector<std::unique_ptr<Layer<T>>> inference_replica() const {
+    const LayerRegistry<T>& registry = LayerRegistry<T>::global();
+    std::vector<std::unique_ptr<Layer<T>>> replica;
+    for (const auto& original : layers_) {
+      if (!registry.contains(original->type()))
+        throw Error("predict: " + original->describe() + " is not in the layer registry, so predict cannot make "
+                    "the private copy it runs on; register the type with lamina::register_layer<T>");
+      std::unique_ptr<Layer<T>> layer = registry.create(original->type(), original->config());
+      layer->set_index(original->index());
+      layer->build(original->input_shape());
+      layer->set_input_gradient_needed(false);
+      layer->bind(original->parameters(), original->gradients(), original->buffers());
+      replica.push_back(std::move(layer));
+    }
+    return replica;
+  }
+
+  // The error for a step whose loss or gradient is not finite: names the epoch,
+  // the batch and, for a gradient, the tensor where backward met the fault
+  // first: the non-finite gradient of the LAST layer that has one (earlier
+  // layers only inherit it), its first such tensor.
+  NumericalError non_finite_error(double loss, std::size_t epoch, std::size_t batch) const {
+    auto text = [](double v) { return std::isnan(v) ? std::string("NaN") : v > 0 ? std::string("+Inf") : std::string("-Inf"); };
+    const std::string at = " at epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch);
+    const std::string hint = " (the step was not applied; lower the learning rate, set clip_gradient_norm, or choose "
+                             "another FitOptions::on_non_finite)";
+    if (!std::isfinite(loss)) return NumericalError("fit: the loss became " + text(loss) + at + hint);
     const Tensor<T>& g = store_.grads();
-    for (std::size_t i = 0; i < g.size(); ++i)
-      if (!std::isfinite(g[i])) {
-        for (const auto& e : store_.entries())
-          if (e.trainable && i >= e.offset && i < e.offset + e.spec.shape.size())
-            throw NumericalError("fit: a gradient became " + std::to_string(static_cast<double>(g[i])) + " at epoch " +
-                                 std::to_string(epoch) + ", batch " + std::to_string(batch) + ", in " +
-                                 e.layer->describe() + " " + e.spec.name);
-        throw NumericalError("fit: a gradient became non-finite at epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch));
-      }
+    const typename ParameterStore<T>::Entry* culprit = nullptr;
+    double value = 0;
+    for (const auto& e : store_.entries()) {
+      if (!e.trainable || (culprit && e.layer->index() <= culprit->layer->index())) continue;
+      for (std::size_t i = e.offset; i < e.offset + e.spec.shape.size(); ++i)
+        if (!std::isfinite(g[i])) {
+          culprit = &e;
+          value = static_cast<double>(g[i]);
+          break;
+        }
+    }
+    if (culprit)
+      return NumericalError("fit: a gradient became " + text(value) + at + ", in " + culprit->layer->describe() + " " +
+                            culprit->spec.name + hint);
+    // Every gradient is finite, but the sum of their squares overflowed a double.
+    return NumericalError("fit: the gradient norm overflowed" + at + hint);
   }
 
   Shape input_shape_;
@@ -441,3 +625,8 @@ class Sequential {
 };
 
 }  // namespace lamina
+
+// fit() writes and resumes checkpoints, and save() writes model files: their
+// definitions need Sequential complete, so they come after it.
+#include "lamina/io/checkpoint.hpp"
+#include "lamina/io/model_io.hpp"
