@@ -12,10 +12,6 @@
 //    exactly as a twin that never saw the failing call.
 // The files are synthetic (no real MNIST needed). Each SECTION is one row of the
 // catalogue; docs/errors.md names them.
-//
-// Test cases tagged [!shouldfail] document gaps in model/sequential.hpp that
-// are not fixed yet (the reason is in each one): they must fail today, and will
-// be reported as failures once fixed, so that the tag is removed then.
 #include <lamina/lamina.hpp>
 #include <lamina/io/model_io.hpp>
 
@@ -1129,7 +1125,7 @@ TEST_CASE("Catalogue API: an input shape that does not match the model", "[catal
   SECTION("train_step (the first layer names itself and both shapes)") {
     api_case<ShapeError>(
         [&](Model& m, const Dataset<float>& d) { m.train_step(flat(d, 8).view(), d.labels.data()); },
-        "layer 0 (Flatten): expects input (N, 4, 4, 1), got (8, 16)");
+        "train_step: the model takes input (N, 4, 4, 1), got (8, 16)");
   }
   SECTION("add: a layer that does not fit the output before it (the model is unchanged)") {
     Model m(Shape{4, 4, 1}, 1);
@@ -1354,17 +1350,11 @@ TEST_CASE("Catalogue API: validation data without labels, or labels without data
       "fit (validation data): the data set is empty");
 }
 
-// ===========================================================================
-// Known gaps in model/sequential.hpp (docs/errors.md, "Open"). Each fails
-// today; when sequential.hpp is fixed it will pass, Catch2 reports that as a
-// failure of a [!shouldfail] test, and the tag must then be removed.
-// ===========================================================================
-
-TEST_CASE("GAP sequential.hpp: train_step checks its labels before it changes anything",
-          "[catalogue][api][!shouldfail]") {
-  // Today: forward(train) runs first (BatchNormalization's moving statistics
-  // and the Dropout stream move), then the loss throws
-  // "SoftmaxCrossEntropy: label 3 of sample 1 is outside 0..2 ...".
+// ---- train_step, predict and fit check everything before they change anything
+TEST_CASE("train_step checks its labels before it changes anything",
+          "[catalogue][api]") {
+  // The labels are checked before the training forward (which would move
+  // BatchNormalization's moving statistics and the Dropout stream).
   api_case<ArgumentError>(
       [&](Model& m, const Dataset<float>& d) {
         std::vector<std::int32_t> y(d.labels.begin(), d.labels.begin() + 8);
@@ -1374,8 +1364,8 @@ TEST_CASE("GAP sequential.hpp: train_step checks its labels before it changes an
       "train_step: label 3 of sample 1 is outside 0..2 (the model has 3 outputs)", trained_model, true);
 }
 
-TEST_CASE("GAP sequential.hpp: train_step refuses NaN or Inf input", "[catalogue][api][!shouldfail]") {
-  // Today: not detected; the step runs and writes NaN into every weight.
+TEST_CASE("train_step refuses NaN or Inf input", "[catalogue][api]") {
+  // Undetected, one step would write NaN into every weight.
   api_case<ArgumentError>(
       [&](Model& m, const Dataset<float>& d) {
         Tensor<float> x = first(d, 8);
@@ -1385,8 +1375,8 @@ TEST_CASE("GAP sequential.hpp: train_step refuses NaN or Inf input", "[catalogue
       "train_step: input value inf (not finite) at sample 0, element 3", trained_model, true);
 }
 
-TEST_CASE("GAP sequential.hpp: predict refuses NaN or Inf input", "[catalogue][api][!shouldfail]") {
-  // Today: not detected; the probabilities are NaN and predict_classes says 0.
+TEST_CASE("predict refuses NaN or Inf input", "[catalogue][api]") {
+  // Undetected, the probabilities would be NaN and predict_classes would say 0.
   api_case<ArgumentError>(
       [&](Model& m, const Dataset<float>& d) {
         Tensor<float> x = first(d, 6);
@@ -1396,10 +1386,9 @@ TEST_CASE("GAP sequential.hpp: predict refuses NaN or Inf input", "[catalogue][a
       "predict: input value nan (not finite) at sample 2, element 5", trained_model, true);
 }
 
-TEST_CASE("GAP sequential.hpp: fit on a model that is not compiled fails before building it",
-          "[catalogue][api][!shouldfail]") {
-  // Today: check_data() builds the model (allocates and initialises the
-  // weights) before the compile check throws.
+TEST_CASE("fit on a model that is not compiled fails before building it",
+          "[catalogue][api]") {
+  // The compile check comes before check_data(), which builds the model.
   api_case<Error>([&](Model& m, const Dataset<float>& d) { m.fit(d.images.view(), d.labels, quiet_options()); },
                   "Sequential: call compile() before fit()", [](const Dataset<float>&) { return fresh_model(); }, true);
 }

@@ -41,6 +41,10 @@ struct ExperimentOptions {
   bool augment = false;              // CNN
   std::size_t limit = 0;             // use only the first N training images (0: all)
   bool quiet = false;
+  std::string checkpoint;            // written after every --checkpoint-every epochs ("" : none)
+  std::size_t checkpoint_every = 1;
+  std::string resume;                // a checkpoint to resume from ("" : start afresh)
+  double clip_norm = 0;              // gradient-norm clipping (0: off)
 };
 
 /// The default data directory: $LAMINA_DATA_DIR, else ../shared/data.
@@ -67,6 +71,10 @@ inline void print_usage(const ProgramInfo& info, std::ostream& out) {
   out << "  --lr-schedule S      none, step (x0.5 every 3 epochs) or cosine decay over the epochs (default "
       << info.lr_schedule << ")\n"
       << "  --augment            random shifts up to 2 pixels and rotations up to 10 degrees (default off)\n";
+  out << "  --checkpoint FILE    write a checkpoint (weights, optimizer, random streams, epoch) to FILE\n"
+      << "  --checkpoint-every N after every N epochs (default 1)\n"
+      << "  --resume FILE        continue an interrupted run from its checkpoint (same command otherwise)\n"
+      << "  --clip-norm X        scale gradients down to a global L2 norm of at most X (default off)\n";
   out << "  --quiet              no per-epoch output\n"
       << "\nThe MNIST data: see README.md (set LAMINA_DATA_DIR to the folder that holds\n"
       << "kaggle-digit-recognizer/ and mnist-idx/).\n";
@@ -118,6 +126,16 @@ inline ExperimentOptions parse_options(int argc, char** argv, const ProgramInfo&
       if (o.lr_schedule != "none" && o.lr_schedule != "step" && o.lr_schedule != "cosine")
         throw lamina::ArgumentError("--lr-schedule expects none, step or cosine, got '" + o.lr_schedule + "'");
     } else if (a == "--augment") o.augment = true;
+    else if (a == "--checkpoint") o.checkpoint = need(i);
+    else if (a == "--checkpoint-every") o.checkpoint_every = to_size(a, need(i));
+    else if (a == "--resume") o.resume = need(i);
+    else if (a == "--clip-norm") {
+      const std::string v = need(i);
+      char* end = nullptr;
+      o.clip_norm = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(o.clip_norm > 0) || !std::isfinite(o.clip_norm))
+        throw lamina::ArgumentError("--clip-norm expects a positive number, got '" + v + "'");
+    }
     else throw lamina::ArgumentError("unknown option '" + a + "' (see --help)");
   }
   if (o.epochs == 0) throw lamina::ArgumentError("--epochs must be at least 1");
@@ -336,6 +354,12 @@ lamina::FitOptions<T> fit_options(const ExperimentOptions& o, double initial_lea
   };
   if (o.augment)
     f.augment = [](lamina::TensorView<T> batch, lamina::Rng& rng) { lamina::random_shift_rotate(batch, rng); };
+  f.clip_gradient_norm = o.clip_norm;
+  if (!o.checkpoint.empty()) {
+    f.checkpoint_path = o.checkpoint;
+    f.checkpoint_every = o.checkpoint_every;
+  }
+  f.resume_from = o.resume;
   return f;
 }
 

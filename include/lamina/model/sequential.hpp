@@ -303,8 +303,11 @@ class Sequential {
   }
 
   /// One optimisation step on a batch; returns (mean loss, number correct).
+  /// The batch and labels are checked first (shape, finite values, labels in
+  /// range): a bad batch throws and changes nothing.
   std::pair<double, std::size_t> train_step(TensorView<const T> x, const std::int32_t* labels) {
-    const auto result = compute_gradients(x, labels);
+    check_step(x, labels, "train_step");
+    const auto result = gradients_unchecked(x, labels);
     apply_gradients();
     return result;
   }
@@ -312,13 +315,10 @@ class Sequential {
   /// backward, which fills the gradients (store().grads()). No parameter
   /// changes; BatchNormalization's moving statistics and Dropout's stream do
   /// advance, as in any training forward. Returns (mean loss, number correct).
+  /// Checks its arguments as train_step does.
   std::pair<double, std::size_t> compute_gradients(TensorView<const T> x, const std::int32_t* labels) {
-    if (!optimizer_) throw Error("Sequential: call compile() before training");
-    TensorView<const T> logits = forward(x, Mode::train);
-    const double loss = loss_.forward(logits, labels);
-    const std::size_t correct = count_correct(loss_.probabilities(), labels);
-    backward(loss_.backward());
-    return {loss, correct};
+    check_step(x, labels, "compute_gradients");
+    return gradients_unchecked(x, labels);
   }
   /// The second half of train_step: one optimizer update from the gradients.
   void apply_gradients() {
@@ -335,6 +335,7 @@ class Sequential {
   /// gradient clipping, checkpoints and resuming.
   History fit(TensorView<const T> x, const std::vector<std::int32_t>& labels, const FitOptions<T>& options,
               TensorView<const T> x_val = {}, const std::vector<std::int32_t>& y_val = {}) {
+    if (!optimizer_) throw Error("Sequential: call compile() before fit()");
     check_data(x, labels, "fit");
     const bool has_val = x_val.data() != nullptr || !y_val.empty();
     if (has_val) check_data(x_val, y_val, "fit (validation data)");
@@ -348,7 +349,6 @@ class Sequential {
     if (options.checkpoint_every > 0 && options.checkpoint_path.empty())
       throw ArgumentError("fit: checkpoint_every is " + std::to_string(options.checkpoint_every) +
                           " but checkpoint_path is empty");
-    if (!optimizer_) throw Error("Sequential: call compile() before fit()");
 
     const std::size_t n = x.dim(0), batch = options.batch_size;
     const std::size_t batches = (n + batch - 1) / batch;
@@ -408,7 +408,7 @@ class Sequential {
         if (options.augment) options.augment(batch_x.view(), augment_rng);
         saved_buffers.resize(store_.buffers().shape());
         std::copy_n(store_.buffers().data(), saved_buffers.size(), saved_buffers.data());
-        const auto [loss, batch_correct] = compute_gradients(batch_x.view(), batch_y.data());
+        const auto [loss, batch_correct] = gradients_unchecked(batch_x.view(), batch_y.data());  // checked above
         const double norm = gradient_norm(store_.grads().data(), store_.grads().size());
         stats.max_gradient_norm = std::max(stats.max_gradient_norm, norm);  // NaN-safe: max keeps the first
         if ((!std::isfinite(loss) || !std::isfinite(norm)) && options.on_non_finite != OnNonFinite::apply) {
@@ -495,6 +495,7 @@ class Sequential {
   /// running k * num_threads() OpenMP threads on the cores.
   Tensor<T> predict(TensorView<const T> x, std::size_t batch_size = 500) const {
     check_input(x, "predict");
+    check_finite_input(x, "predict");
     if (batch_size == 0) throw ArgumentError("predict: batch_size must be at least 1");
     if (!built_)
       throw Error("predict: the model is not built yet, so it has no weights (call build(), compile() or fit(), "
@@ -545,24 +546,46 @@ class Sequential {
       throw ShapeError(std::string(what) + ": the model takes input " + input_shape_.to_string("N") + ", got " +
                        x.shape().to_string());
   }
-  void check_data(TensorView<const T> x, const std::vector<std::int32_t>& labels, const char* what) {
-    build();
-    check_input(x, what);
-    if (labels.size() != x.dim(0))
-      throw ArgumentError(std::string(what) + ": " + std::to_string(x.dim(0)) + " samples but " +
-                          std::to_string(labels.size()) + " labels");
+  void check_labels(const std::int32_t* labels, std::size_t n, const char* what) const {
     const std::size_t classes = output_shape().size();
-    for (std::size_t i = 0; i < labels.size(); ++i)
+    for (std::size_t i = 0; i < n; ++i)
       if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
         throw ArgumentError(std::string(what) + ": label " + std::to_string(labels[i]) + " of sample " +
                             std::to_string(i) + " is outside 0.." + std::to_string(classes - 1) +
                             " (the model has " + std::to_string(classes) + " outputs)");
+  }
+  void check_finite_input(TensorView<const T> x, const char* what) const {
     const T* data = x.data();
     for (std::size_t i = 0; i < x.size(); ++i)
       if (!std::isfinite(data[i]))
         throw ArgumentError(std::string(what) + ": input value " + std::to_string(static_cast<double>(data[i])) +
                             " (not finite) at sample " + std::to_string(i / input_shape_.size()) + ", element " +
                             std::to_string(i % input_shape_.size()));
+  }
+  void check_data(TensorView<const T> x, const std::vector<std::int32_t>& labels, const char* what) {
+    build();
+    check_input(x, what);
+    if (labels.size() != x.dim(0))
+      throw ArgumentError(std::string(what) + ": " + std::to_string(x.dim(0)) + " samples but " +
+                          std::to_string(labels.size()) + " labels");
+    check_labels(labels.data(), labels.size(), what);
+    check_finite_input(x, what);
+  }
+  // train_step's and compute_gradients' checks, before anything changes.
+  void check_step(TensorView<const T> x, const std::int32_t* labels, const char* what) const {
+    if (!optimizer_) throw Error("Sequential: call compile() before training");
+    check_input(x, what);
+    if (labels == nullptr) throw ArgumentError(std::string(what) + ": no labels");
+    check_labels(labels, x.dim(0), what);
+    check_finite_input(x, what);
+  }
+  // compute_gradients without the checks: fit checked the whole data set.
+  std::pair<double, std::size_t> gradients_unchecked(TensorView<const T> x, const std::int32_t* labels) {
+    TensorView<const T> logits = forward(x, Mode::train);
+    const double loss = loss_.forward(logits, labels);
+    const std::size_t correct = count_correct(loss_.probabilities(), labels);
+    backward(loss_.backward());
+    return {loss, correct};
   }
   // Fresh layers of the same types and configs, built for the same shapes and
   // bound to this model's parameters, gradients and buffers (which an
