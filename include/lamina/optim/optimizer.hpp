@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <xsimd/xsimd.hpp>
+
 #include "lamina/core/error.hpp"
 #include "lamina/core/format.hpp"
 #include "lamina/core/tensor.hpp"
@@ -74,12 +76,27 @@ class Adam final : public Optimizer<T> {
     const T alpha = static_cast<T>(lr_ * std::sqrt(1.0 - std::pow(beta2_, td)) / (1.0 - std::pow(beta1_, td)));
     const T b1 = static_cast<T>(beta1_), b2 = static_cast<T>(beta2_), eps = static_cast<T>(epsilon_);
     const T one_minus_b1 = T(1) - b1, one_minus_b2 = T(1) - b2;
-    T* m = m_.data();
-    T* v = v_.data();
+    T* m = m_.data();  // (P,)
+    T* v = v_.data();  // (P,)
+    // The same operations, in the same order, in SIMD lanes and in the scalar
+    // tail (multiplies and adds kept separate, sqrt and division exact in both),
+    // so every element gets the same bits whichever path it takes.
+    using Batch = xsimd::batch<T>;
+    constexpr std::size_t W = Batch::size;
     parallel_for(chunk_count(n, this->kChunk), [&](std::ptrdiff_t c) {
       const std::size_t begin = static_cast<std::size_t>(c) * this->kChunk;
       const std::size_t end = std::min(n, begin + this->kChunk);
-      for (std::size_t i = begin; i < end; ++i) {
+      std::size_t i = begin;
+      const Batch vb1(b1), vb2(b2), va(one_minus_b1), vc(one_minus_b2), valpha(alpha), veps(eps);
+      for (; i + W <= end; i += W) {
+        const Batch g = Batch::load_unaligned(grads + i);
+        const Batch mi = vb1 * Batch::load_unaligned(m + i) + va * g;
+        const Batch vi = vb2 * Batch::load_unaligned(v + i) + vc * g * g;
+        mi.store_unaligned(m + i);
+        vi.store_unaligned(v + i);
+        (Batch::load_unaligned(params + i) - valpha * mi / (xsimd::sqrt(vi) + veps)).store_unaligned(params + i);
+      }
+      for (; i < end; ++i) {
         const T g = grads[i];
         m[i] = b1 * m[i] + one_minus_b1 * g;
         v[i] = b2 * v[i] + one_minus_b2 * g * g;
