@@ -466,6 +466,21 @@ TEST_CASE("gzip reader: truncated, corrupt and trailing junk", "[data][csv][gzip
     write_file(dir / "padded.csv.gz", gz + std::string(512, '\0'));
     CHECK(lamina::load_mnist_csv(dir / "padded.csv.gz").count == 50);
   }
+  SECTION("inflate_gzip stops at its output limit (a compression bomb)") {
+    const fs::path bomb = dir / "zeros.gz";
+    lamina_test::write_gz(bomb, std::string(100000, '0'));  // 100 KB from a few hundred bytes
+    std::ifstream in(bomb, std::ios::binary);
+    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(bytes.size() < 1000);
+    CHECK(lamina::inflate_gzip(bytes.data(), bytes.size(), "zeros.gz", 100000).size() == 100000);  // the limit itself passes
+    CHECK_THROWS_WITH(lamina::inflate_gzip(bytes.data(), bytes.size(), "zeros.gz", 99999),
+                      "zeros.gz: inflates to more than 99999 bytes, lamina's limit for a gzip input (a compression "
+                      "bomb?); inflate it yourself if it is genuine");
+    CHECK_THROWS_WITH(lamina::inflate_gzip(bytes.data(), bytes.size(), "zeros.gz", 10),
+                      "zeros.gz: inflates to more than 10 bytes, lamina's limit for a gzip input (a compression "
+                      "bomb?); inflate it yourself if it is genuine");
+    CHECK(lamina::kMaxInflatedBytes == (std::size_t{1} << 31));
+  }
   SECTION("inflate_gzip refuses data that is not gzip") {
     const std::uint8_t plain[] = {'a', 'b', 'c'};
     CHECK_THROWS_WITH(lamina::inflate_gzip(plain, 3, "x.gz"),

@@ -82,14 +82,22 @@ inline std::vector<std::uint8_t> read_file_raw(const std::filesystem::path& path
   return bytes;
 }
 
+/// The most bytes inflate_gzip produces by default (2 GiB): MNIST's largest
+/// file inflates to 110 MB, and a 10 MB "compression bomb" could otherwise
+/// claim 10 GB before any parser sees a byte.
+inline constexpr std::size_t kMaxInflatedBytes = std::size_t{1} << 31;
+
 /// Inflates a complete gzip file held in memory. Several concatenated gzip
 /// members (what `cat a.gz b.gz` makes) are inflated one after the other, as
 /// gunzip does; zero bytes after the last member (tape padding) are ignored,
 /// any other trailing bytes are an error. `source` names the file in messages.
 /// Throws FormatError("<source>: truncated gzip stream ..." / "corrupt gzip
-/// stream ..." / "... bytes after the end of the gzip stream ...").
+/// stream ..." / "... bytes after the end of the gzip stream ..." /
+/// "inflates to more than <max_bytes> bytes ..."); never allocates more than
+/// about max_bytes.
 inline std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::size_t size,
-                                              const std::string& source) {
+                                              const std::string& source,
+                                              std::size_t max_bytes = kMaxInflatedBytes) {
   if (!is_gzip(data, size))
     throw FormatError(source, "not a gzip stream (it does not start with the bytes 1f 8b)");
 
@@ -105,6 +113,7 @@ inline std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::siz
                                      static_cast<std::size_t>(data[size - 1]) << 24;
     if (trailer_size <= 32 * size + 4096) expected = trailer_size;
   }
+  expected = std::min(expected, max_bytes);
   // +1: the common case (trailer right) then never reallocates, even when a
   // parser appends a terminator.
   std::vector<std::uint8_t> out(expected + 1);
@@ -122,7 +131,14 @@ inline std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::siz
   std::size_t in_pos = 0;
   std::size_t out_pos = 0;
   for (;;) {
-    if (out_pos == out.size()) out.resize(out.size() * 2);
+    if (out_pos == out.size()) {
+      // out holds max_bytes + 1 at most: one byte past the limit proves it is exceeded.
+      if (out_pos > max_bytes)
+        throw FormatError(source, detail::concat("inflates to more than ", max_bytes,
+                                                 " bytes, lamina's limit for a gzip input (a "
+                                                 "compression bomb?); inflate it yourself if it is genuine"));
+      out.resize(std::min(out.size() * 2, max_bytes + 1));
+    }
     const std::size_t in_avail = std::min(size - in_pos, kPiece);
     const std::size_t out_avail = std::min(out.size() - out_pos, kPiece);
     stream.next_in = const_cast<Bytef*>(data + in_pos);
@@ -159,6 +175,10 @@ inline std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::siz
                                              in_pos, ": ",
                                              stream.msg != nullptr ? stream.msg : "invalid data"));
   }
+  if (out_pos > max_bytes)
+    throw FormatError(source, detail::concat("inflates to more than ", max_bytes,
+                                             " bytes, lamina's limit for a gzip input (a "
+                                             "compression bomb?); inflate it yourself if it is genuine"));
   out.resize(out_pos);
   return out;
 }
