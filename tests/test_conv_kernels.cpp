@@ -139,16 +139,18 @@ void check_close(const char* what, const std::vector<T>& fast, const std::vector
   CHECK(bad == 0);
 }
 
+const char* gemm_name(Conv2DGemm gemm) { return gemm == Conv2DGemm::lamina ? "lamina" : "eigen"; }
+
 template <class T>
-void check_fast_against_naive(const Case& c, std::uint64_t seed) {
-  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double"));
+void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina) {
+  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm));
   const Conv2DGeometry g = c.geometry();
   Rng rng(seed);
   const auto input = random_values<T>(g.input_size(), rng);
   const auto kernel = random_values<T>(g.kernel_size(), rng);
   const auto bias = random_values<T>(g.F, rng);
   const auto grad_output = random_values<T>(g.output_size(), rng);
-  Conv2DWorkspace<T> ws;
+  Conv2DWorkspace<T> ws(gemm);
 
   // Forward, with and without bias.
   {
@@ -165,6 +167,18 @@ void check_fast_against_naive(const Case& c, std::uint64_t seed) {
     conv2d_forward_naive(g, absolute(input).data(), absolute(kernel).data(),
                          static_cast<const double*>(nullptr), mag.data());
     check_close("forward without bias", fast, ref, mag, g.patch_size());
+
+    // Fused ReLU: exactly the unfused result with v > 0 ? v : 0 applied after.
+    std::vector<T> plain(g.output_size()), fused(g.output_size(), T(7));
+    conv2d_forward(g, input.data(), kernel.data(), bias.data(), plain.data(), ws);
+    conv2d_forward(g, input.data(), kernel.data(), bias.data(), fused.data(), ws, /*relu=*/true);
+    std::size_t zeroed = 0;
+    for (T& v : plain) {
+      if (!(v > T(0))) ++zeroed;
+      v = v > T(0) ? v : T(0);
+    }
+    CHECK(zeroed > 0);
+    CHECK(std::memcmp(plain.data(), fused.data(), plain.size() * sizeof(T)) == 0);
   }
   // Backward data.
   {
@@ -269,8 +283,8 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 template <class T>
-void check_thread_count_invariance(const Case& c, std::uint64_t seed) {
-  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double"));
+void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina) {
+  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm));
   const Conv2DGeometry g = c.geometry();
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   INFO("chunks " << chunking.chunks << " of " << chunking.images_per_chunk << " images");
@@ -282,7 +296,7 @@ void check_thread_count_invariance(const Case& c, std::uint64_t seed) {
   const auto grad_output = random_values<T>(g.output_size(), rng);
 
   const int saved = num_threads();
-  Conv2DWorkspace<T> ws1, ws2;
+  Conv2DWorkspace<T> ws1(gemm), ws2(gemm);
   set_num_threads(1);
   const Results<T> one = run_fast(g, input, kernel, bias, grad_output, ws1);
   set_num_threads(2);
@@ -450,10 +464,12 @@ TEST_CASE("col2im is the adjoint of im2col") {
 }
 
 TEST_CASE("Fast Conv2D matches the naive reference on odd shapes (float and double)") {
-  std::uint64_t seed = 300;
-  for (const Case& c : kSmallCases) {
-    check_fast_against_naive<float>(c, seed++);
-    check_fast_against_naive<double>(c, seed++);
+  for (Conv2DGemm gemm : {Conv2DGemm::lamina, Conv2DGemm::eigen}) {
+    std::uint64_t seed = 300;
+    for (const Case& c : kSmallCases) {
+      check_fast_against_naive<float>(c, seed++, gemm);
+      check_fast_against_naive<double>(c, seed++, gemm);
+    }
   }
 }
 
@@ -468,6 +484,7 @@ TEST_CASE("Fast Conv2D matches the naive reference over several uneven chunks") 
     }
     check_fast_against_naive<float>(c, seed++);
     check_fast_against_naive<double>(c, seed++);
+    check_fast_against_naive<float>(c, seed++, Conv2DGemm::eigen);
   }
 }
 
@@ -502,6 +519,46 @@ TEST_CASE("Fast Conv2D gives the same bits with 1 thread or 2") {
   for (const Case& c : kChunkedCases) {
     check_thread_count_invariance<float>(c, seed++);
     check_thread_count_invariance<double>(c, seed++);
+    check_thread_count_invariance<float>(c, seed++, Conv2DGemm::eigen);
+  }
+}
+
+TEST_CASE("Fast Conv2D (lamina's GEMM) gives an image the same bits in any batch") {
+  // Forward and backward data compute every value with one FMA chain whose
+  // order depends on the geometry only (kernels/gemm.hpp), so an image's
+  // output and input gradient do not depend on the batch it comes in, nor on
+  // where the chunks cut it: predict(x, 1000) and predict(x, 7) agree.
+  std::uint64_t seed = 600;
+  for (const Case& c : kChunkedCases) {
+    INFO(c);
+    const Conv2DGeometry g = c.geometry();
+    Rng rng(seed++);
+    const auto input = random_values<float>(g.input_size(), rng);
+    const auto kernel = random_values<float>(g.kernel_size(), rng);
+    const auto bias = random_values<float>(g.F, rng);
+    const auto grad_output = random_values<float>(g.output_size(), rng);
+    Conv2DWorkspace<float> ws;
+    std::vector<float> output(g.output_size()), grad_input(g.input_size());
+    conv2d_forward(g, input.data(), kernel.data(), bias.data(), output.data(), ws, true);
+    conv2d_backward_data(g, grad_output.data(), kernel.data(), grad_input.data(), ws);
+    // The same images in batches of 7 (and a last, shorter one), and one by one.
+    for (std::size_t split : {std::size_t(7), std::size_t(1)}) {
+      INFO("batches of " << split);
+      bool same_out = true, same_grad = true;
+      for (std::size_t n0 = 0; n0 < g.N; n0 += split) {
+        const Conv2DGeometry part = g.with_batch(std::min(split, g.N - n0));
+        std::vector<float> out(part.output_size()), gin(part.input_size());
+        conv2d_forward(part, input.data() + n0 * g.H * g.W * g.C, kernel.data(), bias.data(), out.data(), ws,
+                       true);
+        conv2d_backward_data(part, grad_output.data() + n0 * g.OH * g.OW * g.F, kernel.data(), gin.data(), ws);
+        same_out = same_out && std::memcmp(out.data(), output.data() + n0 * g.OH * g.OW * g.F,
+                                           out.size() * sizeof(float)) == 0;
+        same_grad = same_grad && std::memcmp(gin.data(), grad_input.data() + n0 * g.H * g.W * g.C,
+                                             gin.size() * sizeof(float)) == 0;
+      }
+      CHECK(same_out);
+      CHECK(same_grad);
+    }
   }
 }
 

@@ -142,6 +142,12 @@ Conv2DChunking conv2d_chunking(const Conv2DGeometry& g) {
 // Workspace
 // ---------------------------------------------------------------------------
 
+/// Which GEMM the fast kernels run (see GEMMS at the top of this file).
+enum class Conv2DGemm {
+  lamina,  // lamina's register-tiled xsimd GEMM (kernels/gemm.hpp): the default
+  eigen,   // Eigen's GEMM on row-major maps: the previous kernels, kept to compare
+};
+
 /// Scratch memory of the fast kernels, reused across calls (see the top of this
 /// file). Not thread-safe: one workspace per concurrent caller.
 template <class T>
@@ -149,17 +155,29 @@ class Conv2DWorkspace {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
 
  public:
+  Conv2DWorkspace() = default;
+  explicit Conv2DWorkspace(Conv2DGemm gemm) : gemm_(gemm) {}
+
+  /// The GEMM the kernels run with this workspace (Conv2DGemm::lamina unless set).
+  Conv2DGemm gemm() const noexcept { return gemm_; }
+  void set_gemm(Conv2DGemm gemm) noexcept { gemm_ = gemm; }
+
   /// Grows the buffers for everything the kernels need on geometry g with the
   /// current thread count, so that later calls on g (or smaller) do not allocate.
   void reserve(const Conv2DGeometry& g) {
     const Conv2DChunking chunking = conv2d_chunking<T>(g);
-    reserve_columns(g, chunking, worker_count(chunking));
+    const std::size_t workers = worker_count(chunking);
+    reserve_columns(g, chunking, workers);
     reserve_partials(g, chunking);
+    if (gemm_ == Conv2DGemm::lamina) {
+      reserve_packed(packed_weights_size(g));
+      reserve_gemm_rows(g, chunking, workers);
+    }
   }
 
   /// Bytes held (capacity, not what the last call used).
   std::size_t capacity_bytes() const noexcept {
-    return (columns_capacity_ + partials_capacity_) * sizeof(T);
+    return (columns_capacity_ + partials_capacity_ + packed_capacity_ + rows_capacity_) * sizeof(T);
   }
 
   // --- used by the kernels -------------------------------------------------
@@ -185,6 +203,23 @@ class Conv2DWorkspace {
     partial_stride_ = round_up(g.kernel_size() + g.F);
     grow(partials_, partials_capacity_, partial_stride_ * chunking.chunks);
   }
+  /// The weights packed for lamina's GEMM: (K, padded F) for the forward pass
+  /// when F is not a multiple of the batch size, (F, padded K) = kernel^T for
+  /// backward data. The larger of the two.
+  static std::size_t packed_weights_size(const Conv2DGeometry& g) {
+    return std::max(g.patch_size() * gemm_padded_columns<T>(g.F),
+                    g.F * gemm_padded_columns<T>(g.patch_size()));
+  }
+  void reserve_packed(std::size_t n) { grow(packed_, packed_capacity_, n); }
+  /// Per worker, a chunk's grad_output rows padded to a multiple of the batch
+  /// size (backward weights with lamina's GEMM when F is not one).
+  void reserve_gemm_rows(const Conv2DGeometry& g, const Conv2DChunking& chunking, std::size_t workers) {
+    if (gemm_b_usable<T>(g.F)) return;
+    rows_stride_ = round_up(chunking.images_per_chunk * g.pixels_per_image() * gemm_padded_columns<T>(g.F));
+    grow(rows_, rows_capacity_, rows_stride_ * workers);
+  }
+  T* packed() noexcept { return packed_.data(); }
+  T* gemm_rows(std::size_t worker) noexcept { return rows_.data() + worker * rows_stride_; }
   T* columns(std::size_t worker) noexcept { return columns_.data() + worker * column_stride_; }
   std::size_t column_workers() const noexcept { return column_workers_; }
   T* partial(std::size_t chunk) noexcept { return partials_.data() + chunk * partial_stride_; }
@@ -203,10 +238,13 @@ class Conv2DWorkspace {
     }
   }
 
+  Conv2DGemm gemm_ = Conv2DGemm::lamina;
   Tensor<T> columns_;   // (workers, column_stride_): per-worker column matrices
   Tensor<T> partials_;  // (chunks, partial_stride_): per-chunk gradient partials
-  std::size_t columns_capacity_ = 0, partials_capacity_ = 0;
-  std::size_t column_stride_ = 0, partial_stride_ = 0, column_workers_ = 0;
+  Tensor<T> packed_;    // (K, padded F) or (F, padded K): packed weights
+  Tensor<T> rows_;      // (workers, rows_stride_): padded grad_output rows
+  std::size_t columns_capacity_ = 0, partials_capacity_ = 0, packed_capacity_ = 0, rows_capacity_ = 0;
+  std::size_t column_stride_ = 0, partial_stride_ = 0, column_workers_ = 0, rows_stride_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -299,43 +337,68 @@ void conv2d_backward_weights_naive(const Conv2DGeometry& g,
 }
 
 // ---------------------------------------------------------------------------
-// Fast kernels: im2col (xsimd) + Eigen GEMM, parallel over fixed batch chunks.
+// Fast kernels: im2col (xsimd) + a GEMM (lamina's own by default, or Eigen's;
+// see Conv2DGemm), parallel over fixed batch chunks.
 // ---------------------------------------------------------------------------
 
-/// output = conv(input, kernel) + bias. Overwrites output.
+/// output = conv(input, kernel) + bias, then ReLU (v > 0 ? v : 0, exactly as
+/// activate_in_place) when relu is set, fused into the GEMM's epilogue.
+/// Overwrites output.
 template <class T>
 void conv2d_forward(const Conv2DGeometry& g,
                     const T* input,   // (N, H, W, C)
                     const T* kernel,  // (KH, KW, C, F)
                     const T* bias,    // (F) or nullptr
                     T* output,        // (N, OH, OW, F)
-                    Conv2DWorkspace<T>& workspace) {
+                    Conv2DWorkspace<T>& workspace, bool relu = false) {
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();
   if (!pointwise) workspace.reserve_columns(g, chunking, workers);
-  const auto K = static_cast<Eigen::Index>(g.patch_size());
-  const auto F = static_cast<Eigen::Index>(g.F);
-  const ConstMatrixMap<T> kernel_matrix(kernel, K, F);  // (KH*KW*C, F)
+  const std::size_t K = g.patch_size();
+  const bool use_lamina = workspace.gemm() == Conv2DGemm::lamina;
+  // lamina's GEMM reads the kernel (K, F) as it is when F is a multiple of the
+  // batch size, else a zero-padded copy (K, padded F).
+  const T* weights = kernel;
+  std::size_t weights_stride = g.F;
+  if (use_lamina && !gemm_b_usable<T>(g.F)) {
+    weights_stride = gemm_padded_columns<T>(g.F);
+    workspace.reserve_packed(K * weights_stride);
+    gemm_pack_b(K, g.F, kernel, g.F, false, workspace.packed());
+    weights = workspace.packed();
+  }
 
   parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
     const std::size_t n0 = chunking.begin(static_cast<std::size_t>(chunk));
     const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
     const std::size_t row0 = n0 * g.pixels_per_image();
-    const auto rows = static_cast<Eigen::Index>((n1 - n0) * g.pixels_per_image());
-    const T* cols = input + row0 * g.C;  // pointwise: the input is its own column matrix
+    const std::size_t rows = (n1 - n0) * g.pixels_per_image();
+    const T* cols = input + row0 * g.C;  // (rows, K); pointwise: the input is its own column matrix
     if (!pointwise) {
       T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
       im2col(g, input, n0, n1, buffer);
       cols = buffer;
     }
-    MatrixMap<T> out(output + row0 * g.F, rows, F);  // (rows, F)
-    if (bias) {
-      for (Eigen::Index r = 0; r < rows; ++r) std::memcpy(&out(r, 0), bias, g.F * sizeof(T));
-      out.noalias() += ConstMatrixMap<T>(cols, rows, K) * kernel_matrix;
-    } else {
-      out.noalias() = ConstMatrixMap<T>(cols, rows, K) * kernel_matrix;
+    T* out = output + row0 * g.F;  // (rows, F)
+    if (use_lamina) {
+      GemmEpilogue<T> epilogue;
+      epilogue.bias = bias;
+      epilogue.relu = relu;
+      gemm_prepacked(rows, g.F, K, cols, K, false, weights, weights_stride, out, g.F, epilogue);
+      return;
     }
+    const auto R = static_cast<Eigen::Index>(rows), KK = static_cast<Eigen::Index>(K);
+    const auto F = static_cast<Eigen::Index>(g.F);
+    MatrixMap<T> out_map(out, R, F);
+    const ConstMatrixMap<T> kernel_matrix(kernel, KK, F);  // (K, F)
+    if (bias) {
+      for (Eigen::Index r = 0; r < R; ++r) std::memcpy(&out_map(r, 0), bias, g.F * sizeof(T));
+      out_map.noalias() += ConstMatrixMap<T>(cols, R, KK) * kernel_matrix;
+    } else {
+      out_map.noalias() = ConstMatrixMap<T>(cols, R, KK) * kernel_matrix;
+    }
+    if (relu)
+      for (std::size_t i = 0; i < rows * g.F; ++i) out[i] = out[i] > T(0) ? out[i] : T(0);
   });
 }
 
@@ -350,23 +413,34 @@ void conv2d_backward_data(const Conv2DGeometry& g,
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();
   if (!pointwise) workspace.reserve_columns(g, chunking, workers);
-  const auto K = static_cast<Eigen::Index>(g.patch_size());
-  const auto F = static_cast<Eigen::Index>(g.F);
-  const ConstMatrixMap<T> kernel_matrix(kernel, K, F);  // (KH*KW*C, F)
+  const std::size_t K = g.patch_size();
+  const bool use_lamina = workspace.gemm() == Conv2DGemm::lamina;
+  // lamina's GEMM: kernel^T packed once per call, (F, padded K).
+  const std::size_t packed_stride = gemm_padded_columns<T>(K);
+  if (use_lamina) {
+    workspace.reserve_packed(g.F * packed_stride);
+    gemm_pack_b(g.F, K, kernel, g.F, true, workspace.packed());
+  }
+  const T* packed = workspace.packed();
 
   parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
     const std::size_t n0 = chunking.begin(static_cast<std::size_t>(chunk));
     const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
     const std::size_t row0 = n0 * g.pixels_per_image();
-    const auto rows = static_cast<Eigen::Index>((n1 - n0) * g.pixels_per_image());
-    const ConstMatrixMap<T> go(grad_output + row0 * g.F, rows, F);  // (rows, F)
-    if (pointwise) {
-      MatrixMap<T>(grad_input + row0 * g.C, rows, K).noalias() = go * kernel_matrix.transpose();
-      return;
+    const std::size_t rows = (n1 - n0) * g.pixels_per_image();
+    const T* go = grad_output + row0 * g.F;  // (rows, F)
+    // (rows, K): the column gradient; pointwise: the input gradient itself
+    T* cols = pointwise ? grad_input + row0 * g.C
+                        : workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
+    if (use_lamina) {
+      gemm_prepacked(rows, K, g.F, go, g.F, false, packed, packed_stride, cols, K);
+    } else {
+      const auto R = static_cast<Eigen::Index>(rows), KK = static_cast<Eigen::Index>(K);
+      const auto F = static_cast<Eigen::Index>(g.F);
+      MatrixMap<T>(cols, R, KK).noalias() =
+          ConstMatrixMap<T>(go, R, F) * ConstMatrixMap<T>(kernel, KK, F).transpose();
     }
-    T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
-    MatrixMap<T>(buffer, rows, K).noalias() = go * kernel_matrix.transpose();  // (rows, K)
-    col2im(g, static_cast<const T*>(buffer), n0, n1, grad_input);
+    if (!pointwise) col2im(g, static_cast<const T*>(cols), n0, n1, grad_input);
   });
 }
 
@@ -387,34 +461,53 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
   const bool single = chunking.chunks == 1;  // no partials: write the result directly
   if (!single) workspace.reserve_partials(g, chunking);
   const std::size_t KF = g.kernel_size();
-  const auto K = static_cast<Eigen::Index>(g.patch_size());
-  const auto F = static_cast<Eigen::Index>(g.F);
+  const std::size_t K = g.patch_size();
+  const bool use_lamina = workspace.gemm() == Conv2DGemm::lamina;
+  // lamina's GEMM reads grad_output rows as they are when F is a multiple of
+  // the batch size, else a zero-padded copy per worker.
+  const bool pad_rows = use_lamina && !gemm_b_usable<T>(g.F);
+  if (pad_rows) workspace.reserve_gemm_rows(g, chunking, workers);
 
   // 1. Each chunk: its partial kernel gradient (K, F) and bias gradient (F).
   parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
     const std::size_t n0 = chunking.begin(static_cast<std::size_t>(chunk));
     const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
     const std::size_t row0 = n0 * g.pixels_per_image();
-    const auto rows = static_cast<Eigen::Index>((n1 - n0) * g.pixels_per_image());
-    const T* cols = input + row0 * g.C;
+    const std::size_t rows = (n1 - n0) * g.pixels_per_image();
+    const std::size_t worker = Conv2DWorkspace<T>::worker_index(workers);
+    const T* cols = input + row0 * g.C;  // (rows, K)
     if (!pointwise) {
-      T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
+      T* buffer = workspace.columns(worker);
       im2col(g, input, n0, n1, buffer);
       cols = buffer;
     }
     const T* go = grad_output + row0 * g.F;  // (rows, F)
-    T* kernel_part = single ? grad_kernel : workspace.partial(static_cast<std::size_t>(chunk));
-    MatrixMap<T>(kernel_part, K, F).noalias() =
-        ConstMatrixMap<T>(cols, rows, K).transpose() * ConstMatrixMap<T>(go, rows, F);
+    T* kernel_part = single ? grad_kernel : workspace.partial(static_cast<std::size_t>(chunk));  // (K, F)
+    if (use_lamina) {
+      // (K, F) = cols^T (K, rows) x go (rows, F): one chain of FMAs over the rows per element.
+      const T* b = go;
+      std::size_t ldb = g.F;
+      if (pad_rows) {
+        ldb = gemm_padded_columns<T>(g.F);
+        gemm_pack_b(rows, g.F, go, g.F, false, workspace.gemm_rows(worker));  // (rows, padded F)
+        b = workspace.gemm_rows(worker);
+      }
+      gemm_prepacked(K, g.F, rows, cols, K, true, b, ldb, kernel_part, g.F);
+    } else {
+      const auto R = static_cast<Eigen::Index>(rows), KK = static_cast<Eigen::Index>(K);
+      const auto F = static_cast<Eigen::Index>(g.F);
+      MatrixMap<T>(kernel_part, KK, F).noalias() =
+          ConstMatrixMap<T>(cols, R, KK).transpose() * ConstMatrixMap<T>(go, R, F);
+    }
     T* bias_part = !grad_bias ? nullptr
                    : single   ? grad_bias
                               : workspace.partial(static_cast<std::size_t>(chunk)) + KF;
     if (bias_part) {
       // Row by row, in order; vectorised across F only.
       std::memcpy(bias_part, go, g.F * sizeof(T));
-      for (Eigen::Index r = 1; r < rows; ++r) {
-        const T* row = go + r * F;
-        for (Eigen::Index f = 0; f < F; ++f) bias_part[f] += row[f];
+      for (std::size_t r = 1; r < rows; ++r) {
+        const T* row = go + r * g.F;
+        for (std::size_t f = 0; f < g.F; ++f) bias_part[f] += row[f];
       }
     }
   });
@@ -471,7 +564,7 @@ template <class T>
 void conv2d_forward(const Conv2DGeometry& g, TensorView<const detail::same_t<T>> input,
                     TensorView<const detail::same_t<T>> kernel,
                     TensorView<const detail::same_t<T>> bias, TensorView<detail::same_t<T>> output,
-                    Conv2DWorkspace<T>& workspace) {
+                    Conv2DWorkspace<T>& workspace, bool relu = false) {
   const char* what = "conv2d_forward";
   detail::check_conv_shape(what, "input", g.input_shape(), input.shape());
   detail::check_conv_shape(what, "kernel", g.kernel_shape(), kernel.shape());
@@ -479,7 +572,7 @@ void conv2d_forward(const Conv2DGeometry& g, TensorView<const detail::same_t<T>>
   if (has_bias) detail::check_conv_shape(what, "bias", Shape{g.F}, bias.shape());
   detail::check_conv_shape(what, "output", g.output_shape(), output.shape());
   conv2d_forward(g, input.data(), kernel.data(), has_bias ? bias.data() : nullptr,
-                 output.data(), workspace);
+                 output.data(), workspace, relu);
 }
 
 /// conv2d_backward_data on views.

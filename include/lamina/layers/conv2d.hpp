@@ -1,7 +1,7 @@
 // lamina/layers/conv2d.hpp: 2-D convolution on NHWC images.
 //
-// The compute is in kernels/conv2d.hpp (im2col with xsimd + Eigen GEMM over
-// fixed chunks of the batch, with naive references next to it); this layer
+// The compute is in kernels/conv2d.hpp (im2col with xsimd + lamina's own GEMM
+// over fixed chunks of the batch, with naive references next to it); this layer
 // owns the shapes, the parameters, the fused activation and the workspace,
 // which it reuses from step to step.
 #pragma once
@@ -64,9 +64,10 @@ class Conv2D final : public Layer<T> {
     input_ = input;
     const kernels::Conv2DGeometry g = geometry_.with_batch(input.dim(0));
     output_.resize(g.output_shape());
+    // ReLU is fused into the GEMM's epilogue; any other activation runs after it.
     kernels::conv2d_forward<T>(g, input.data(), this->param(0).data(), use_bias_ ? this->param(1).data() : nullptr,
-                               output_.data(), workspace_);
-    activate_in_place(activation_, output_.data(), output_.size());
+                               output_.data(), workspace_, activation_ == Activation::relu);
+    if (activation_ != Activation::relu) activate_in_place(activation_, output_.data(), output_.size());
     return output_.view();
   }
 
