@@ -10,9 +10,19 @@
 // Benchmarks (Google Benchmark names; arguments batch and lamina threads):
 //   peak_fma/threads:T                  the xsimd FMA loop that defines the peak
 //   conv_fast/<pass>/<shape>/batch:B/threads:T
-//                                       im2col + Eigen GEMM kernels, B = 128 for
-//                                       forward, backward_data, backward_weights;
-//                                       B = 1 (inference) for forward
+//                                       im2col + lamina's GEMM (the default
+//                                       kernels), B = 128 for forward,
+//                                       backward_data, backward_weights; B = 1
+//                                       (inference) for forward
+//   conv_eigen/<pass>/<shape>/batch:B/threads:T
+//                                       the same kernels with Eigen's GEMM
+//                                       (Conv2DGemm::eigen, the kernels before
+//                                       lamina had its own GEMM)
+//   gemm/{lamina,eigen}/<pass>/<shape>  the GEMM of one chunk alone, serial, on
+//                                       the operands the kernel gives it:
+//                                       forward (rows, K) x (K, F), backward
+//                                       data (rows, F) x (K, F)^T, backward
+//                                       weights (rows, K)^T x (rows, F)
 //   conv_naive/<pass>/<shape>/batch:8   the naive references (serial, double
 //                                       accumulation), at batch 8 because they are
 //                                       slow; forward also at batch 1
@@ -35,6 +45,7 @@
 namespace {
 
 using lamina::kernels::Conv2DGeometry;
+using lamina::kernels::Conv2DGemm;
 using lamina::kernels::Conv2DWorkspace;
 
 struct ConvShape {
@@ -97,12 +108,12 @@ double pass_flops(const Conv2DGeometry& g) {
 }
 
 // Arguments: batch, threads.
-void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass) {
+void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gemm) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   const int threads = lamina_bench::use_threads(state.range(1));
   const Conv2DGeometry g = geometry(shape, batch);
   ConvOperands x(g);
-  Conv2DWorkspace<float> workspace;
+  Conv2DWorkspace<float> workspace(gemm);
   auto run = [&] {
     switch (pass) {
       case Pass::forward:
@@ -128,6 +139,63 @@ void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass) {
   }
   timer.stop();
   lamina_bench::report_flops(state, pass_flops(g), threads, timer.seconds());
+}
+
+// The GEMM of one full chunk at batch 128, serial, lamina's or Eigen's, on the
+// operands the kernels give it (random values of the right shapes).
+void BM_gemm(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gemm) {
+  namespace k = lamina::kernels;
+  lamina_bench::use_threads(1);
+  const Conv2DGeometry g = geometry(shape, 128);
+  const std::size_t rows = k::conv2d_chunking<float>(g).images_per_chunk * g.pixels_per_image();
+  const std::size_t K = g.patch_size(), F = g.F, KP = k::gemm_padded_columns<float>(K);
+  lamina::Rng rng(11);
+  lamina::Tensor<float> cols = lamina_bench::random_tensor(lamina::Shape{rows, K}, rng);  // (rows, K)
+  lamina::Tensor<float> go = lamina_bench::random_tensor(lamina::Shape{rows, F}, rng);    // (rows, F)
+  lamina::Tensor<float> kernel = lamina_bench::random_tensor(lamina::Shape{K, F}, rng);   // (K, F)
+  lamina::Tensor<float> packed(lamina::Shape{F, KP});                                     // (F, padded K)
+  lamina::Tensor<float> out(lamina::Shape{rows, F});                                      // (rows, F)
+  lamina::Tensor<float> grad_cols(lamina::Shape{rows, K});                                // (rows, K)
+  lamina::Tensor<float> grad_kernel(lamina::Shape{K, F});                                 // (K, F)
+  using Map = k::MatrixMap<float>;
+  using CMap = k::ConstMatrixMap<float>;
+  const auto R = static_cast<Eigen::Index>(rows), KK = static_cast<Eigen::Index>(K),
+             FF = static_cast<Eigen::Index>(F);
+  auto run = [&] {
+    switch (pass) {
+      case Pass::forward:
+        if (gemm == Conv2DGemm::lamina)
+          k::gemm_prepacked<float>(rows, F, K, cols.data(), K, false, kernel.data(), F, out.data(), F);
+        else
+          Map(out.data(), R, FF).noalias() = CMap(cols.data(), R, KK) * CMap(kernel.data(), KK, FF);
+        break;
+      case Pass::backward_data:
+        if (gemm == Conv2DGemm::lamina) {
+          k::gemm_prepacked<float>(rows, K, F, go.data(), F, false, packed.data(), KP, grad_cols.data(), K);
+        } else {
+          Map(grad_cols.data(), R, KK).noalias() = CMap(go.data(), R, FF) * CMap(kernel.data(), KK, FF).transpose();
+        }
+        break;
+      case Pass::backward_weights:
+        if (gemm == Conv2DGemm::lamina)
+          k::gemm_prepacked<float>(K, F, rows, cols.data(), K, true, go.data(), F, grad_kernel.data(), F);
+        else
+          Map(grad_kernel.data(), KK, FF).noalias() = CMap(cols.data(), R, KK).transpose() * CMap(go.data(), R, FF);
+        break;
+    }
+  };
+  // The kernel packs kernel^T once per call, for all its chunks: not timed here.
+  k::gemm_pack_b<float>(F, K, kernel.data(), F, true, packed.data());
+  run();
+  lamina_bench::LoopTimer timer;
+  timer.start();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  timer.stop();
+  lamina_bench::report_flops(state, 2.0 * double(rows) * double(K) * double(F), 1, timer.seconds());
+  state.counters["rows"] = static_cast<double>(rows);
 }
 
 // Argument: batch. The references are serial.
@@ -217,11 +285,18 @@ bool register_benchmarks() {
   for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_weights}) {
     for (const ConvShape& shape : kShapes) {
       const std::string suffix = std::string(pass_name(pass)) + "/" + shape.name;
-      auto* fast = benchmark::RegisterBenchmark(("conv_fast/" + suffix).c_str(), BM_conv_fast, shape, pass);
-      fast->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
-      for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({128, threads});
-      if (pass == Pass::forward)
-        for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({1, threads});
+      for (Conv2DGemm gemm : {Conv2DGemm::lamina, Conv2DGemm::eigen}) {
+        const std::string family = gemm == Conv2DGemm::lamina ? "conv_fast/" : "conv_eigen/";
+        auto* fast = benchmark::RegisterBenchmark((family + suffix).c_str(), BM_conv_fast, shape, pass, gemm);
+        fast->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+        for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({128, threads});
+        if (pass == Pass::forward)
+          for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({1, threads});
+        const std::string gemm_name = std::string("gemm/") + (gemm == Conv2DGemm::lamina ? "lamina/" : "eigen/");
+        benchmark::RegisterBenchmark((gemm_name + suffix).c_str(), BM_gemm, shape, pass, gemm)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
 
       auto* naive = benchmark::RegisterBenchmark(("conv_naive/" + suffix).c_str(), BM_conv_naive, shape, pass);
       naive->ArgName("batch")->Arg(8)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -402,6 +402,18 @@ void conv2d_forward(const Conv2DGeometry& g,
   });
 }
 
+/// The GEMM conv2d_backward_data runs with a workspace set to `gemm`: lamina's
+/// needs its output columns (K = KH*KW*C of them) padded to a multiple of the
+/// batch size, which wastes too much when K is small and not a multiple (K = 9
+/// for a one-channel 3x3 layer computes 16 columns with AVX-512 floats and is
+/// slower than Eigen's), so with more than 25% of padding Eigen's runs instead.
+template <class T>
+Conv2DGemm conv2d_backward_data_gemm(const Conv2DGeometry& g, Conv2DGemm gemm) {
+  const std::size_t K = g.patch_size();
+  if (gemm == Conv2DGemm::lamina && gemm_padded_columns<T>(K) * 4 > K * 5) return Conv2DGemm::eigen;
+  return gemm;
+}
+
 /// grad_input = d(sum output * grad_output)/d input. Overwrites grad_input.
 template <class T>
 void conv2d_backward_data(const Conv2DGeometry& g,
@@ -414,7 +426,7 @@ void conv2d_backward_data(const Conv2DGeometry& g,
   const bool pointwise = g.is_pointwise();
   if (!pointwise) workspace.reserve_columns(g, chunking, workers);
   const std::size_t K = g.patch_size();
-  const bool use_lamina = workspace.gemm() == Conv2DGemm::lamina;
+  const bool use_lamina = conv2d_backward_data_gemm<T>(g, workspace.gemm()) == Conv2DGemm::lamina;
   // lamina's GEMM: kernel^T packed once per call, (F, padded K).
   const std::size_t packed_stride = gemm_padded_columns<T>(K);
   if (use_lamina) {
