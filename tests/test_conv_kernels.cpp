@@ -523,6 +523,33 @@ TEST_CASE("Fast Conv2D gives the same bits with 1 thread or 2") {
   }
 }
 
+TEST_CASE("The implicit-im2col forward gives the bits of lamina's GEMM on an im2col buffer") {
+  // conv2d_forward (lamina's GEMM) reads the images directly, kernel row by
+  // kernel row; every element must still be the GEMM's one chain of FMAs.
+  std::uint64_t seed = 700;
+  for (const Case& c : kSmallCases) {
+    INFO(c);
+    const Conv2DGeometry g = c.geometry();
+    Rng rng(seed++);
+    const auto input = random_values<float>(g.input_size(), rng);
+    const auto kernel = random_values<float>(g.kernel_size(), rng);
+    const auto bias = random_values<float>(g.F, rng);
+    Conv2DWorkspace<float> ws;
+    std::vector<float> fast(g.output_size(), 7.0f), columns(g.N * g.pixels_per_image() * g.patch_size());
+    std::vector<float> via_gemm(g.output_size(), -7.0f);
+    for (bool relu : {false, true}) {
+      conv2d_forward(g, input.data(), kernel.data(), bias.data(), fast.data(), ws, relu);
+      im2col(g, input.data(), 0, g.N, columns.data());
+      GemmEpilogue<float> e;
+      e.bias = bias.data();
+      e.relu = relu;
+      gemm(g.N * g.pixels_per_image(), g.F, g.patch_size(), columns.data(), g.patch_size(), false, kernel.data(),
+           g.F, false, via_gemm.data(), g.F, e);
+      CHECK(std::memcmp(fast.data(), via_gemm.data(), fast.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
 TEST_CASE("Fast Conv2D (lamina's GEMM) gives an image the same bits in any batch") {
   // Forward and backward data compute every value with one FMA chain whose
   // order depends on the geometry only (kernels/gemm.hpp), so an image's

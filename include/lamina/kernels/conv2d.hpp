@@ -111,6 +111,11 @@ inline constexpr std::size_t kConv2DMaxChunks = 128;
 /// At most this much memory for the per-chunk weight-gradient partials.
 inline constexpr std::size_t kConv2DPartialBytes = std::size_t(32) << 20;
 
+/// Most rows in one tile of lamina's GEMM (detail::gemm_main_rows), bounding
+/// the implicit-im2col forward's scratch.
+inline constexpr std::size_t kConv2DMaxTileRows = 16;
+static_assert(detail::gemm_main_rows(1) <= kConv2DMaxTileRows, "tile rows");
+
 /// How a batch is cut into chunks of consecutive images: images_per_chunk each,
 /// the last chunk possibly shorter.
 struct Conv2DChunking {
@@ -194,7 +199,9 @@ class Conv2DWorkspace {
 
   /// One column buffer (rows of a full chunk x patch size) per worker.
   void reserve_columns(const Conv2DGeometry& g, const Conv2DChunking& chunking, std::size_t workers) {
-    column_stride_ = round_up(chunking.images_per_chunk * g.pixels_per_image() * g.patch_size());
+    // Also room for the implicit-im2col forward's scratch rows (see detail::conv2d_forward_rows).
+    column_stride_ = round_up(std::max(chunking.images_per_chunk * g.pixels_per_image() * g.patch_size(),
+                                       (kConv2DMaxTileRows + 1) * g.KW * g.C));
     column_workers_ = workers;
     grow(columns_, columns_capacity_, column_stride_ * workers);
   }
@@ -341,6 +348,108 @@ void conv2d_backward_weights_naive(const Conv2DGeometry& g,
 // see Conv2DGemm), parallel over fixed batch chunks.
 // ---------------------------------------------------------------------------
 
+namespace detail {
+
+// The forward pass without an im2col buffer ("implicit im2col"). Output rows
+// [m0, m0 + MR) (pixels of the whole batch, NHWC order) times the columns
+// [j0, j0 + cols) of one panel: the tile's MR rows of the column matrix are
+// never built; for kernel row kh, row i of the tile is the KW * C contiguous
+// input values its pixel reads, read straight from the image when all KW taps
+// fall inside it, from a zero row when kernel row kh lies in the padding, and
+// from a row of `scratch` built like im2col builds it when some taps do. The
+// FMA loop (gemm_tile_rows) runs over kh = 0, 1, ... with the kernel's rows
+// [kh * KW * C, (kh + 1) * KW * C): the same chain per element as the GEMM on
+// an im2col buffer, so the same bits.
+//   scratch: (kConv2DMaxTileRows + 1, KW * C), the last row all zeros.
+template <class T, std::size_t MR, std::size_t NV>
+inline void conv2d_forward_tile(const Conv2DGeometry& g, const T* input, std::size_t m0,
+                                const T* weights, std::size_t ldw, T* out, std::size_t cols,
+                                const T* bias, bool relu, T* scratch) {
+  const std::size_t seg = g.KW * g.C;
+  const std::size_t pixels = g.OH * g.OW;
+  const T* zeros = scratch + kConv2DMaxTileRows * seg;
+  std::ptrdiff_t ih0[MR], iw0[MR];
+  const T* image[MR];
+  for (std::size_t i = 0; i < MR; ++i) {
+    const std::size_t m = m0 + i, n = m / pixels, r = m % pixels;
+    ih0[i] = static_cast<std::ptrdiff_t>((r / g.OW) * g.sh) - static_cast<std::ptrdiff_t>(g.pad_top);
+    iw0[i] = static_cast<std::ptrdiff_t>((r % g.OW) * g.sw) - static_cast<std::ptrdiff_t>(g.pad_left);
+    image[i] = input + n * g.H * g.W * g.C;  // (H, W, C)
+  }
+  const auto H = static_cast<std::ptrdiff_t>(g.H), W = static_cast<std::ptrdiff_t>(g.W);
+  const auto KW = static_cast<std::ptrdiff_t>(g.KW);
+  GemmTile<T, MR, NV> t;
+  gemm_tile_start(t, out, g.F, cols, bias ? 1 : 0, bias);
+  for (std::size_t kh = 0; kh < g.KH; ++kh) {
+    const T* rows[MR];
+    for (std::size_t i = 0; i < MR; ++i) {
+      const std::ptrdiff_t ih = ih0[i] + static_cast<std::ptrdiff_t>(kh);
+      if (ih < 0 || ih >= H) {
+        rows[i] = zeros;
+        continue;
+      }
+      if (iw0[i] >= 0 && iw0[i] + KW <= W) {
+        rows[i] = image[i] + static_cast<std::size_t>(ih * W + iw0[i]) * g.C;
+        continue;
+      }
+      // Some taps in the padding: build the row as im2col would.
+      const TapRange taps = tap_range(iw0[i], KW, W);
+      T* row = scratch + i * seg;
+      const std::size_t lo = static_cast<std::size_t>(taps.lo) * g.C, hi = static_cast<std::size_t>(taps.hi) * g.C;
+      std::fill(row, row + lo, T(0));
+      if (hi > lo)
+        std::memcpy(row + lo, image[i] + static_cast<std::size_t>(ih * W + iw0[i] + taps.lo) * g.C,
+                    (hi - lo) * sizeof(T));
+      std::fill(row + hi, row + seg, T(0));
+      rows[i] = row;
+    }
+    gemm_tile_rows(t, seg, rows, weights + kh * seg * ldw, ldw);
+  }
+  gemm_tile_store(t, out, g.F, cols, relu);
+}
+
+// Output rows [m_begin, m_end) of the implicit forward, one column panel.
+template <class T, std::size_t NV>
+inline void conv2d_forward_panel(const Conv2DGeometry& g, const T* input, std::size_t m_begin,
+                                 std::size_t m_end, const T* weights, std::size_t ldw, T* output,
+                                 std::size_t cols, const T* bias, bool relu, T* scratch) {
+  constexpr std::size_t MR = gemm_main_rows(NV);
+  constexpr std::size_t MR4 = MR < 4 ? MR : 4;
+  std::size_t m = m_begin;
+  for (; m + MR <= m_end; m += MR)
+    conv2d_forward_tile<T, MR, NV>(g, input, m, weights, ldw, output + m * g.F, cols, bias, relu, scratch);
+  for (; m + MR4 <= m_end; m += MR4)
+    conv2d_forward_tile<T, MR4, NV>(g, input, m, weights, ldw, output + m * g.F, cols, bias, relu, scratch);
+  for (; m < m_end; ++m)
+    conv2d_forward_tile<T, 1, NV>(g, input, m, weights, ldw, output + m * g.F, cols, bias, relu, scratch);
+}
+
+// The implicit forward of output rows [m_begin, m_end): every column panel.
+//   weights (KH*KW*C, >= padded F) with row stride ldw; scratch as above.
+template <class T>
+inline void conv2d_forward_rows(const Conv2DGeometry& g, const T* input, std::size_t m_begin,
+                                std::size_t m_end, const T* weights, std::size_t ldw, const T* bias,
+                                bool relu, T* output, T* scratch) {
+  constexpr std::size_t W = xsimd::batch<T>::size;
+  constexpr std::size_t NR = kGemmMaxVectors * W;
+  const std::size_t seg = g.KW * g.C;
+  std::fill(scratch + kConv2DMaxTileRows * seg, scratch + (kConv2DMaxTileRows + 1) * seg, T(0));  // zero row
+  for (std::size_t j0 = 0; j0 < g.F; j0 += NR) {
+    const std::size_t cols = std::min(NR, g.F - j0);
+    const std::size_t nv = (cols + W - 1) / W;
+    const T* b = bias ? bias + j0 : nullptr;
+    T* out = output + j0;
+    switch (nv) {
+      case 1: conv2d_forward_panel<T, 1>(g, input, m_begin, m_end, weights + j0, ldw, out, cols, b, relu, scratch); break;
+      case 2: conv2d_forward_panel<T, 2>(g, input, m_begin, m_end, weights + j0, ldw, out, cols, b, relu, scratch); break;
+      case 3: conv2d_forward_panel<T, 3>(g, input, m_begin, m_end, weights + j0, ldw, out, cols, b, relu, scratch); break;
+      default: conv2d_forward_panel<T, 4>(g, input, m_begin, m_end, weights + j0, ldw, out, cols, b, relu, scratch); break;
+    }
+  }
+}
+
+}  // namespace detail
+
 /// output = conv(input, kernel) + bias, then ReLU (v > 0 ? v : 0, exactly as
 /// activate_in_place) when relu is set, fused into the GEMM's epilogue.
 /// Overwrites output.
@@ -373,13 +482,20 @@ void conv2d_forward(const Conv2DGeometry& g,
     const std::size_t n1 = chunking.end(static_cast<std::size_t>(chunk), g.N);
     const std::size_t row0 = n0 * g.pixels_per_image();
     const std::size_t rows = (n1 - n0) * g.pixels_per_image();
+    T* out = output + row0 * g.F;  // (rows, F)
+    if (use_lamina && !pointwise) {
+      // Implicit im2col: the GEMM reads the images directly (detail::conv2d_forward_tile).
+      T* scratch = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
+      detail::conv2d_forward_rows(g, input, row0, row0 + rows, weights, weights_stride, bias, relu, output,
+                                  scratch);
+      return;
+    }
     const T* cols = input + row0 * g.C;  // (rows, K); pointwise: the input is its own column matrix
     if (!pointwise) {
       T* buffer = workspace.columns(Conv2DWorkspace<T>::worker_index(workers));
       im2col(g, input, n0, n1, buffer);
       cols = buffer;
     }
-    T* out = output + row0 * g.F;  // (rows, F)
     if (use_lamina) {
       GemmEpilogue<T> epilogue;
       epilogue.bias = bias;

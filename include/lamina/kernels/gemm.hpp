@@ -127,17 +127,22 @@ constexpr std::size_t gemm_main_rows(std::size_t nv) {
   return fit < 1 ? 1 : (fit > 12 ? 12 : fit);
 }
 
-// One MR x (NV * W) tile of C over the contraction [0, kc):
-//   start == 0: from zero; 1: from the bias row; 2: from C; 3: from C + bias.
-// a(i, p) is a[i * lda + p], or a[p * lda + i] with TransA; b(p, j) is
-// b[p * ldb + j] for j < NV * W. Only the first `cols` columns are stored.
-template <class T, std::size_t MR, std::size_t NV, bool TransA>
-inline void gemm_tile(std::size_t kc, const T* a, std::size_t lda, const T* b, std::size_t ldb,
-                      T* c, std::size_t ldc, std::size_t cols, int start, const T* bias,
-                      bool relu) {
+// The pieces of one MR x (NV * W) tile of C, always inlined so that the
+// accumulators stay in registers: gemm_tile below, and the Conv2D forward's
+// implicit-im2col tile (kernels/conv2d.hpp), which feeds the same FMA loop
+// with rows that point into the images.
+template <class T, std::size_t MR, std::size_t NV>
+struct GemmTile {
+  xsimd::batch<T> acc[MR][NV];
+};
+
+// Starts the chains: start == 0 from zero; 1 from the bias row; 2 from C;
+// 3 from C + bias. Only the first `cols` columns of C and bias are read.
+template <class T, std::size_t MR, std::size_t NV>
+[[gnu::always_inline]] inline void gemm_tile_start(GemmTile<T, MR, NV>& t, const T* c, std::size_t ldc,
+                                                   std::size_t cols, int start, const T* bias) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t W = Batch::size;
-  Batch acc[MR][NV];
   const bool full = cols == NV * W;
   if (start >= 2 && !full) {
     alignas(64) T row[NV * W] = {};
@@ -145,13 +150,13 @@ inline void gemm_tile(std::size_t kc, const T* a, std::size_t lda, const T* b, s
     for (std::size_t i = 0; i < MR; ++i) {
       std::memcpy(row, c + i * ldc, cols * sizeof(T));
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v] = Batch::load_aligned(row + v * W);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = Batch::load_aligned(row + v * W);
     }
   } else if (start >= 2) {
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v] = Batch::load_unaligned(c + i * ldc + v * W);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = Batch::load_unaligned(c + i * ldc + v * W);
   } else {
     Batch init[NV];
 #pragma GCC unroll 4
@@ -165,7 +170,7 @@ inline void gemm_tile(std::size_t kc, const T* a, std::size_t lda, const T* b, s
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v] = init[v];
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = init[v];
   }
   if (start == 3) {
     alignas(64) T row[NV * W] = {};
@@ -173,60 +178,100 @@ inline void gemm_tile(std::size_t kc, const T* a, std::size_t lda, const T* b, s
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v] += Batch::load_aligned(row + v * W);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] += Batch::load_aligned(row + v * W);
   }
+}
 
-  if constexpr (TransA) {
-    for (std::size_t p = 0; p < kc; ++p) {
-      const T* ap = a + p * lda;  // a(0..MR, p), contiguous
-      const T* bp = b + p * ldb;
-      Batch bv[NV];
-#pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) bv[v] = Batch::load_unaligned(bp + v * W);
+// acc[i] += sum_{p < kc} ar[i][p] * b[p * ldb, + NV * W): rows of op(A) given
+// as MR pointers.
+template <class T, std::size_t MR, std::size_t NV>
+[[gnu::always_inline]] inline void gemm_tile_rows(GemmTile<T, MR, NV>& t, std::size_t kc, const T* const* rows,
+                                                  const T* b, std::size_t ldb) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  const T* ar[MR];
 #pragma GCC unroll 16
-      for (std::size_t i = 0; i < MR; ++i) {
-        const Batch ai(ap[i]);
+  for (std::size_t i = 0; i < MR; ++i) ar[i] = rows[i];
+  for (std::size_t p = 0; p < kc; ++p) {
+    const T* bp = b + p * ldb;
+    Batch bv[NV];
 #pragma GCC unroll 4
-        for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
-      }
-    }
-  } else {
-    const T* ar[MR];  // row i of the tile of A
+    for (std::size_t v = 0; v < NV; ++v) bv[v] = Batch::load_unaligned(bp + v * W);
 #pragma GCC unroll 16
-    for (std::size_t i = 0; i < MR; ++i) ar[i] = a + i * lda;
-    for (std::size_t p = 0; p < kc; ++p) {
-      const T* bp = b + p * ldb;
-      Batch bv[NV];
+    for (std::size_t i = 0; i < MR; ++i) {
+      const Batch ai(ar[i][p]);
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) bv[v] = Batch::load_unaligned(bp + v * W);
-#pragma GCC unroll 16
-      for (std::size_t i = 0; i < MR; ++i) {
-        const Batch ai(ar[i][p]);
-#pragma GCC unroll 4
-        for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
-      }
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::fma(ai, bv[v], t.acc[i][v]);
     }
   }
+}
 
+// acc[i] += sum_{p < kc} a[p * lda + i] * b[p * ldb, + NV * W): op(A) = A^T.
+template <class T, std::size_t MR, std::size_t NV>
+[[gnu::always_inline]] inline void gemm_tile_columns(GemmTile<T, MR, NV>& t, std::size_t kc, const T* a,
+                                                     std::size_t lda, const T* b, std::size_t ldb) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  for (std::size_t p = 0; p < kc; ++p) {
+    const T* ap = a + p * lda;  // a(0..MR, p), contiguous
+    const T* bp = b + p * ldb;
+    Batch bv[NV];
+#pragma GCC unroll 4
+    for (std::size_t v = 0; v < NV; ++v) bv[v] = Batch::load_unaligned(bp + v * W);
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < MR; ++i) {
+      const Batch ai(ap[i]);
+#pragma GCC unroll 4
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::fma(ai, bv[v], t.acc[i][v]);
+    }
+  }
+}
+
+// Stores the first `cols` columns of the tile, after ReLU (v > 0 ? v : 0) if asked.
+template <class T, std::size_t MR, std::size_t NV>
+[[gnu::always_inline]] inline void gemm_tile_store(GemmTile<T, MR, NV>& t, T* c, std::size_t ldc,
+                                                   std::size_t cols, bool relu) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
   if (relu) {
     const Batch zero(T(0));
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::select(acc[i][v] > zero, acc[i][v], zero);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::select(t.acc[i][v] > zero, t.acc[i][v], zero);
   }
-  if (full) {
+  if (cols == NV * W) {
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v].store_unaligned(c + i * ldc + v * W);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v].store_unaligned(c + i * ldc + v * W);
   } else {
     alignas(64) T row[NV * W];
     for (std::size_t i = 0; i < MR; ++i) {
-      for (std::size_t v = 0; v < NV; ++v) acc[i][v].store_aligned(row + v * W);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v].store_aligned(row + v * W);
       std::memcpy(c + i * ldc, row, cols * sizeof(T));
     }
   }
+}
+
+// One MR x (NV * W) tile of C over the contraction [0, kc) (see gemm_tile_start
+// for `start`). a(i, p) is a[i * lda + p], or a[p * lda + i] with TransA;
+// b(p, j) is b[p * ldb + j] for j < NV * W. Only the first `cols` columns are stored.
+template <class T, std::size_t MR, std::size_t NV, bool TransA>
+inline void gemm_tile(std::size_t kc, const T* a, std::size_t lda, const T* b, std::size_t ldb,
+                      T* c, std::size_t ldc, std::size_t cols, int start, const T* bias,
+                      bool relu) {
+  GemmTile<T, MR, NV> t;
+  gemm_tile_start(t, c, ldc, cols, start, bias);
+  if constexpr (TransA) {
+    gemm_tile_columns(t, kc, a, lda, b, ldb);
+  } else {
+    const T* rows[MR];  // row i of the tile of A
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < MR; ++i) rows[i] = a + i * lda;
+    gemm_tile_rows(t, kc, rows, b, ldb);
+  }
+  gemm_tile_store(t, c, ldc, cols, relu);
 }
 
 // All rows [0, M) of one column panel of NV batches (cols valid columns), for
