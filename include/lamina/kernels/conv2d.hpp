@@ -177,12 +177,14 @@ class Conv2DWorkspace {
     if (gemm_ == Conv2DGemm::lamina) {
       reserve_packed(packed_weights_size(g));
       reserve_gemm_rows(g, chunking, workers);
+      reserve_row_pointers(g, chunking, workers);
     }
   }
 
   /// Bytes held (capacity, not what the last call used).
   std::size_t capacity_bytes() const noexcept {
-    return (columns_capacity_ + partials_capacity_ + packed_capacity_ + rows_capacity_) * sizeof(T);
+    return (columns_capacity_ + partials_capacity_ + packed_capacity_ + rows_capacity_) * sizeof(T) +
+           pointers_.capacity() * sizeof(const T*);
   }
 
   // --- used by the kernels -------------------------------------------------
@@ -200,8 +202,10 @@ class Conv2DWorkspace {
   /// One column buffer (rows of a full chunk x patch size) per worker.
   void reserve_columns(const Conv2DGeometry& g, const Conv2DChunking& chunking, std::size_t workers) {
     // Also room for the implicit-im2col forward's scratch rows (see detail::conv2d_forward_rows).
+    // and for the implicit backward weights' zero row (see detail::conv2d_backward_weights_rows).
     column_stride_ = round_up(std::max(chunking.images_per_chunk * g.pixels_per_image() * g.patch_size(),
-                                       (kConv2DMaxTileRows + 1) * g.KW * g.C));
+                                       (kConv2DMaxTileRows + 1) * g.KW * g.C) +
+                              g.KW * g.C);
     column_workers_ = workers;
     grow(columns_, columns_capacity_, column_stride_ * workers);
   }
@@ -225,6 +229,13 @@ class Conv2DWorkspace {
     rows_stride_ = round_up(chunking.images_per_chunk * g.pixels_per_image() * gemm_padded_columns<T>(g.F));
     grow(rows_, rows_capacity_, rows_stride_ * workers);
   }
+  /// Per worker, one pointer per row of a full chunk (the implicit backward
+  /// weights' row table).
+  void reserve_row_pointers(const Conv2DGeometry& g, const Conv2DChunking& chunking, std::size_t workers) {
+    pointer_stride_ = chunking.images_per_chunk * g.pixels_per_image();
+    if (pointers_.size() < pointer_stride_ * workers) pointers_.resize(pointer_stride_ * workers);
+  }
+  const T** row_pointers(std::size_t worker) noexcept { return pointers_.data() + worker * pointer_stride_; }
   T* packed() noexcept { return packed_.data(); }
   T* gemm_rows(std::size_t worker) noexcept { return rows_.data() + worker * rows_stride_; }
   T* columns(std::size_t worker) noexcept { return columns_.data() + worker * column_stride_; }
@@ -251,7 +262,9 @@ class Conv2DWorkspace {
   Tensor<T> packed_;    // (K, padded F) or (F, padded K): packed weights
   Tensor<T> rows_;      // (workers, rows_stride_): padded grad_output rows
   std::size_t columns_capacity_ = 0, partials_capacity_ = 0, packed_capacity_ = 0, rows_capacity_ = 0;
+  std::vector<const T*> pointers_;  // (workers, pointer_stride_): row tables
   std::size_t column_stride_ = 0, partial_stride_ = 0, column_workers_ = 0, rows_stride_ = 0;
+  std::size_t pointer_stride_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -448,6 +461,114 @@ inline void conv2d_forward_rows(const Conv2DGeometry& g, const T* input, std::si
   }
 }
 
+// The weight gradient of one chunk without an im2col buffer. kernel_grad
+// (K, F) = cols^T (K, rows) x go (rows, F), where cols is the chunk's column
+// matrix, never built: for kernel row kh, `table[m]` points at the KW * C
+// values pixel m reads (into the image, at a zero row, or at a border row
+// built in `scratch`), and the tiles of MR rows k in [kh * KW*C, (kh+1) * KW*C)
+// read a(k, m) = table[m][k - kh * KW*C]. The contraction over m runs in the
+// blocks of kGemmKC and the same order as gemm_prepacked on the column
+// matrix, so the bits are the same.
+//   go (rows, >= padded F) with row stride ldb; scratch: a zero row, then (rows, KW * C).
+template <class T, std::size_t MR, std::size_t NV>
+inline void conv2d_weights_tile(std::size_t rows, const T* const* table, std::size_t offset, const T* go,
+                                std::size_t ldb, T* c, std::size_t ldc, std::size_t cols) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  GemmTile<T, MR, NV> t;
+  for (std::size_t p0 = 0; p0 < rows; p0 += kGemmKC) {
+    const std::size_t kc = std::min(kGemmKC, rows - p0);
+    gemm_tile_start(t, c, ldc, cols, p0 == 0 ? 0 : 2, static_cast<const T*>(nullptr));
+    for (std::size_t p = p0; p < p0 + kc; ++p) {
+      const T* ap = table[p] + offset;  // a(0..MR, p), contiguous
+      const T* bp = go + p * ldb;
+      Batch bv[NV];
+#pragma GCC unroll 4
+      for (std::size_t v = 0; v < NV; ++v) bv[v] = Batch::load_unaligned(bp + v * W);
+#pragma GCC unroll 16
+      for (std::size_t i = 0; i < MR; ++i) {
+        const Batch ai(ap[i]);
+#pragma GCC unroll 4
+        for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::fma(ai, bv[v], t.acc[i][v]);
+      }
+    }
+    gemm_tile_store(t, c, ldc, cols, false);
+  }
+}
+
+template <class T, std::size_t NV>
+inline void conv2d_weights_panel(std::size_t seg, std::size_t rows, const T* const* table, const T* go,
+                                 std::size_t ldb, T* c, std::size_t ldc, std::size_t cols) {
+  constexpr std::size_t MR = gemm_main_rows(NV);
+  constexpr std::size_t MR4 = MR < 4 ? MR : 4;
+  std::size_t i = 0;
+  for (; i + MR <= seg; i += MR) conv2d_weights_tile<T, MR, NV>(rows, table, i, go, ldb, c + i * ldc, ldc, cols);
+  for (; i + MR4 <= seg; i += MR4) conv2d_weights_tile<T, MR4, NV>(rows, table, i, go, ldb, c + i * ldc, ldc, cols);
+  for (; i < seg; ++i) conv2d_weights_tile<T, 1, NV>(rows, table, i, go, ldb, c + i * ldc, ldc, cols);
+}
+
+// kernel_part (K, F) for the chunk of images [n0, n1); see conv2d_weights_tile.
+template <class T>
+inline void conv2d_backward_weights_rows(const Conv2DGeometry& g, const T* input, std::size_t n0, std::size_t n1,
+                                         const T* go, std::size_t ldb, T* kernel_part, const T** table,
+                                         T* scratch) {
+  constexpr std::size_t W = xsimd::batch<T>::size;
+  constexpr std::size_t NR = kGemmMaxVectors * W;
+  const std::size_t seg = g.KW * g.C;
+  const std::size_t rows = (n1 - n0) * g.pixels_per_image();
+  T* zeros = scratch;        // (KW * C)
+  T* border = scratch + seg;  // (rows, KW * C), row m used when pixel m needs one
+  std::fill(zeros, zeros + seg, T(0));
+  const auto H = static_cast<std::ptrdiff_t>(g.H), Wd = static_cast<std::ptrdiff_t>(g.W);
+  const auto KW = static_cast<std::ptrdiff_t>(g.KW);
+  for (std::size_t kh = 0; kh < g.KH; ++kh) {
+    // The row table of kernel row kh.
+    std::size_t m = 0;
+    for (std::size_t n = n0; n < n1; ++n) {
+      const T* image = input + n * g.H * g.W * g.C;  // (H, W, C)
+      for (std::size_t oh = 0; oh < g.OH; ++oh) {
+        const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(oh * g.sh + kh) - static_cast<std::ptrdiff_t>(g.pad_top);
+        for (std::size_t ow = 0; ow < g.OW; ++ow, ++m) {
+          const std::ptrdiff_t iw0 = static_cast<std::ptrdiff_t>(ow * g.sw) - static_cast<std::ptrdiff_t>(g.pad_left);
+          if (ih < 0 || ih >= H) {
+            table[m] = zeros;
+          } else if (iw0 >= 0 && iw0 + KW <= Wd) {
+            table[m] = image + static_cast<std::size_t>(ih * Wd + iw0) * g.C;
+          } else {
+            const TapRange taps = tap_range(iw0, KW, Wd);
+            T* row = border + m * seg;
+            const std::size_t lo = static_cast<std::size_t>(taps.lo) * g.C, hi = static_cast<std::size_t>(taps.hi) * g.C;
+            std::fill(row, row + lo, T(0));
+            if (hi > lo)
+              std::memcpy(row + lo, image + static_cast<std::size_t>(ih * Wd + iw0 + taps.lo) * g.C,
+                          (hi - lo) * sizeof(T));
+            std::fill(row + hi, row + seg, T(0));
+            table[m] = row;
+          }
+        }
+      }
+    }
+    T* c = kernel_part + kh * seg * g.F;  // rows [kh * seg, (kh + 1) * seg) of (K, F)
+    for (std::size_t j0 = 0; j0 < g.F; j0 += NR) {
+      const std::size_t cols = std::min(NR, g.F - j0);
+      switch ((cols + W - 1) / W) {
+        case 1: conv2d_weights_panel<T, 1>(seg, rows, table, go + j0, ldb, c + j0, g.F, cols); break;
+        case 2: conv2d_weights_panel<T, 2>(seg, rows, table, go + j0, ldb, c + j0, g.F, cols); break;
+        case 3: conv2d_weights_panel<T, 3>(seg, rows, table, go + j0, ldb, c + j0, g.F, cols); break;
+        default: conv2d_weights_panel<T, 4>(seg, rows, table, go + j0, ldb, c + j0, g.F, cols); break;
+      }
+    }
+  }
+}
+
+/// True when conv2d_backward_weights with lamina's GEMM reads the images
+/// directly: one kernel row of a pixel is at least one batch (KW * C >= W);
+/// with fewer values (a one-channel 3x3 layer: 3) an im2col buffer is faster.
+template <class T>
+bool conv2d_weights_implicit(const Conv2DGeometry& g) {
+  return g.KW * g.C >= xsimd::batch<T>::size && !g.is_pointwise();
+}
+
 }  // namespace detail
 
 /// output = conv(input, kernel) + bias, then ReLU (v > 0 ? v : 0, exactly as
@@ -595,6 +716,9 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
   // the batch size, else a zero-padded copy per worker.
   const bool pad_rows = use_lamina && !gemm_b_usable<T>(g.F);
   if (pad_rows) workspace.reserve_gemm_rows(g, chunking, workers);
+  // Implicit im2col (detail::conv2d_backward_weights_rows) when a kernel row is at least a batch.
+  const bool implicit = use_lamina && detail::conv2d_weights_implicit<T>(g);
+  if (implicit) workspace.reserve_row_pointers(g, chunking, workers);
 
   // 1. Each chunk: its partial kernel gradient (K, F) and bias gradient (F).
   parallel_for(static_cast<std::ptrdiff_t>(chunking.chunks), [&](std::ptrdiff_t chunk) {
@@ -604,7 +728,7 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
     const std::size_t rows = (n1 - n0) * g.pixels_per_image();
     const std::size_t worker = Conv2DWorkspace<T>::worker_index(workers);
     const T* cols = input + row0 * g.C;  // (rows, K)
-    if (!pointwise) {
+    if (!pointwise && !implicit) {
       T* buffer = workspace.columns(worker);
       im2col(g, input, n0, n1, buffer);
       cols = buffer;
@@ -620,7 +744,11 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
         gemm_pack_b(rows, g.F, go, g.F, false, workspace.gemm_rows(worker));  // (rows, padded F)
         b = workspace.gemm_rows(worker);
       }
-      gemm_prepacked(K, g.F, rows, cols, K, true, b, ldb, kernel_part, g.F);
+      if (implicit)
+        detail::conv2d_backward_weights_rows(g, input, n0, n1, b, ldb, kernel_part, workspace.row_pointers(worker),
+                                             workspace.columns(worker));
+      else
+        gemm_prepacked(K, g.F, rows, cols, K, true, b, ldb, kernel_part, g.F);
     } else {
       const auto R = static_cast<Eigen::Index>(rows), KK = static_cast<Eigen::Index>(K);
       const auto F = static_cast<Eigen::Index>(g.F);
