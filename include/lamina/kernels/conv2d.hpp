@@ -25,13 +25,30 @@
 //   col2im is the adjoint (a scatter-add of the columns back into the images).
 //
 // THE THREE KERNELS (M = rows of the chunk, K = KH*KW*C)
-//   forward:          out = bias broadcast; out += im2col(x) x kernel
+//   forward:          out = im2col(x) x kernel + bias [then ReLU]
 //   backward data:    cols = grad_out (M, F) x kernel^T (F, K); grad_in = col2im(cols)
 //   backward weights: partial kernel grad = im2col(x)^T (K, M) x grad_out (M, F),
 //                     partial bias grad = column sums of grad_out (M, F),
 //                     then the chunks' partials are summed (see DETERMINISM)
 //   A 1x1 kernel with stride 1 skips im2col/col2im: its column matrix is the
-//   input itself. GEMMs are Eigen maps of row-major matrices with noalias().
+//   input itself.
+//
+// GEMMS
+//   By default (Conv2DGemm::lamina, set on the workspace) the GEMMs are
+//   lamina's own (kernels/gemm.hpp: register tiles of MR rows x up to 4
+//   batches of columns, fixed contraction blocks, one FMA chain per element):
+//   - forward: "implicit im2col": the GEMM's tiles read each pixel's kernel
+//     rows straight from the image (detail::conv2d_forward_tile), no column
+//     buffer; bias and ReLU are applied in the tile's epilogue;
+//   - backward data: kernel^T packed once per call, (F, padded K); the GEMM
+//     writes the chunk's column gradient, col2im scatters it. When K pads
+//     badly to a multiple of the batch size (K = 9 for one channel), Eigen's
+//     GEMM runs instead (conv2d_backward_data_gemm);
+//   - backward weights: A^T is read from a table of row pointers into the
+//     images (detail::conv2d_backward_weights_rows) when a kernel row holds at
+//     least one batch, else from an im2col buffer.
+//   Conv2DGemm::eigen runs Eigen's GEMM on row-major maps with noalias() (the
+//   kernels before lamina had its own GEMM; kept to compare).
 //
 // CHUNKS AND THREADS
 //   The batch is cut into chunks of `images_per_chunk` consecutive images,
@@ -41,8 +58,8 @@
 //   at least kConv2DMinChunks chunks (when there are that many images), at most
 //   kConv2DMaxChunks chunks and at most kConv2DPartialBytes of per-chunk
 //   weight-gradient partials (the last two win). lamina::parallel_for hands the chunks to
-//   the threads (OpenMP static schedule); inside a chunk everything is serial,
-//   and Eigen's GEMM is single-threaded (lamina pins it), so no parallel region
+//   the threads (OpenMP static schedule); inside a chunk everything is serial
+//   (lamina's GEMM is; Eigen's is pinned to one thread), so no parallel region
 //   is ever nested. A chunk writes only its own images' rows of the output or
 //   of grad_input, and only its own partial weight gradient.
 //   Scratch column buffers belong to the worker running the chunk (one per
@@ -61,16 +78,23 @@
 //   0, 1, 2, ... for every element (the loop over elements is what runs in
 //   parallel, in fixed blocks). The chunking does not depend on the thread
 //   count, so neither does any rounding: 1 thread or 16 give the same bits
-//   (for one build: another -march selects other SIMD kernels in Eigen, and
-//   so other roundings).
+//   (for one build: another -march selects other SIMD widths, and so other
+//   roundings).
+//   With lamina's GEMM, forward and backward data go further: every element
+//   is one FMA chain over the contraction in order, whatever the tile, the
+//   chunk or the batch it falls in, so an image's output and input gradient
+//   have the same bits in a batch of 1 or of 1000 (Eigen's blocking depends
+//   on the matrix sizes; see kernels/gemm.hpp).
 //
 // WORKSPACE
-//   Conv2DWorkspace<T> holds the column buffers and the partials. The kernels
+//   Conv2DWorkspace<T> holds the column buffers (also the implicit kernels'
+//   border rows), the partials, the packed weights, the padded grad_output rows
+//   (F not a multiple of the batch size) and the row-pointer tables. The kernels
 //   grow it when a call needs more than it has and never shrink it, so after
 //   the first call at the largest batch size (or after reserve()) they do not
 //   allocate. One workspace must not be used by two calls at the same time.
-//   (Eigen's GEMM may still allocate its own packing buffers when they exceed
-//   its stack limit; that is outside these kernels.)
+//   (With Conv2DGemm::eigen, Eigen's GEMM may still allocate its own packing
+//   buffers when they exceed its stack limit; lamina's GEMM allocates nothing.)
 #pragma once
 
 #include <algorithm>
