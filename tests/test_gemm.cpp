@@ -265,3 +265,24 @@ TEST_CASE("gemm with K = 0 writes the start value; M or N = 0 writes nothing") {
   gemm(0, 2, 3, D.data(), 3, false, D.data(), 2, false, D.data(), 2);
   CHECK(D == std::vector<float>{1.0f, 2.0f});
 }
+
+TEST_CASE("simd_fma rounds once, whatever the optimization level") {
+  // x * x = 1 + 2e + e^2 with e = 2^-12 (float) or 2^-27 (double): e^2 is half
+  // a unit in the last place, so a separate multiply rounds it away (ties to
+  // even) and the sum below would be 0. xsimd 8's AVX-512 fma is such a
+  // multiply and add unless GCC contracts them, which it does not at -O1,
+  // under the sanitizers (scripts/run-sanitizers.sh) or when it folds
+  // constants, as here.
+  using FB = xsimd::batch<float>;
+  const float ef = std::ldexp(1.0f, -12);
+  const FB xf(1.0f + ef), zf(-(1.0f + 2 * ef));
+  alignas(64) float outf[FB::size];
+  simd_fma(xf, xf, zf).store_aligned(outf);
+  for (float v : outf) CHECK(v == ef * ef);
+  using DB = xsimd::batch<double>;
+  const double ed = std::ldexp(1.0, -27);
+  const DB xd(1.0 + ed), zd(-(1.0 + 2 * ed));
+  alignas(64) double outd[DB::size];
+  simd_fma(xd, xd, zd).store_aligned(outd);
+  for (double v : outd) CHECK(v == ed * ed);
+}

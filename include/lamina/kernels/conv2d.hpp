@@ -513,7 +513,7 @@ inline void conv2d_weights_tile(std::size_t rows, const T* const* table, std::si
       for (std::size_t i = 0; i < MR; ++i) {
         const Batch ai(ap[i]);
 #pragma GCC unroll 4
-        for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::fma(ai, bv[v], t.acc[i][v]);
+        for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = simd_fma(ai, bv[v], t.acc[i][v]);
       }
     }
     gemm_tile_store(t, c, ldc, cols, false);

@@ -39,6 +39,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -63,6 +64,26 @@ using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 inline constexpr std::size_t kGemmKC = 256;
 /// Widest column panel, in xsimd batches.
 inline constexpr std::size_t kGemmMaxVectors = 4;
+
+/// x * y + z rounded once, for xsimd batches. xsimd 8 has no fused
+/// multiply-add for AVX-512 batches: its xsimd::fma falls back to x * y + z,
+/// which GCC fuses only when it contracts (at -O2 and up, but not under the
+/// sanitizers nor when it folds constants), so the GEMM's bits would depend
+/// on the build flags (tests/test_gemm.cpp, found by the sanitizer build).
+/// AVX-512 batches therefore use the intrinsic; other architectures keep
+/// xsimd::fma (fused where the hardware has FMA).
+template <class T, class A>
+[[gnu::always_inline]] inline xsimd::batch<T, A> simd_fma(const xsimd::batch<T, A>& x, const xsimd::batch<T, A>& y,
+                                                          const xsimd::batch<T, A>& z) {
+#if XSIMD_WITH_AVX512F
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A> && std::is_same_v<T, float>)
+    return _mm512_fmadd_ps(x, y, z);
+  else if constexpr (std::is_base_of_v<xsimd::avx512f, A> && std::is_same_v<T, double>)
+    return _mm512_fmadd_pd(x, y, z);
+  else
+#endif
+    return xsimd::fma(x, y, z);
+}
 
 /// What the GEMM does besides the product.
 template <class T>
@@ -201,7 +222,7 @@ template <class T, std::size_t MR, std::size_t NV>
     for (std::size_t i = 0; i < MR; ++i) {
       const Batch ai(ar[i][p]);
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::fma(ai, bv[v], t.acc[i][v]);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = simd_fma(ai, bv[v], t.acc[i][v]);
     }
   }
 }
@@ -222,7 +243,7 @@ template <class T, std::size_t MR, std::size_t NV>
     for (std::size_t i = 0; i < MR; ++i) {
       const Batch ai(ap[i]);
 #pragma GCC unroll 4
-      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = xsimd::fma(ai, bv[v], t.acc[i][v]);
+      for (std::size_t v = 0; v < NV; ++v) t.acc[i][v] = simd_fma(ai, bv[v], t.acc[i][v]);
     }
   }
 }
