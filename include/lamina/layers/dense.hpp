@@ -1,8 +1,15 @@
 // lamina/layers/dense.hpp: fully connected layer, y = x W + b.
+//
+// The three products run lamina's GEMM (kernels/gemm.hpp) or Eigen's, chosen
+// pass by pass from measurements (dense_prefers_lamina_gemm gives the reasons;
+// Dense::set_gemm forces one). Both are split into chunks fixed by the problem
+// size (rows of the batch; rows of dW, each reducing over the whole batch in
+// one fixed order), so results are bit-identical with any thread count.
 #pragma once
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "lamina/core/threads.hpp"
 #include "lamina/kernels/gemm.hpp"
@@ -11,6 +18,41 @@
 #include "lamina/layers/layer.hpp"
 
 namespace lamina {
+
+/// The GEMM behind Dense's products: lamina's (kernels/gemm.hpp), Eigen's, or
+/// the choice per pass (automatic; see dense_prefers_lamina_gemm).
+enum class DenseGemm { automatic, lamina, eigen };
+
+/// Dense's three products: Y = X W (+ b, ReLU); dW = X^T dY; dX = dY W^T.
+enum class DenseGemmPass { forward, backward_weights, backward_data };
+
+/// The automatic choice for a batch of n rows, `in` inputs, `out` outputs,
+/// from bench_layers (1 thread, batch 128, AVX-512, 2026-11-24; see
+/// docs/performance.md, "Dense on lamina's GEMM"):
+///  - forward: lamina's GEMM always, bias and ReLU in its epilogue: 784 -> 256
+///    and 3136 -> 256 run 1.3x faster than Eigen. On 256 -> 10 (10 outputs
+///    computed as 16 with AVX-512 floats) it is about 5% slower (12.0 against
+///    11.5 us, 0.05% of an MLP training step) but kept there too: lamina's
+///    GEMM computes each row of Y as the same FMA chains whatever the batch,
+///    so predictions have the same bits whatever predict()'s batch_size
+///    (tests/test_predict_threads.cpp); Eigen's blocking depends on the batch.
+///  - backward weights (dW = X^T dY, the reduction over the batch): lamina's
+///    GEMM always: X^T is read in place, and each element is one FMA chain
+///    over the batch rows in order. Faster on all three shapes, 256 -> 10
+///    included (the whole backward 28.5 -> 23.9 us).
+///  - backward data (dX = dY W^T): Eigen's GEMM. lamina's GEMM reads B by
+///    rows, so W^T must be packed (a transposing copy of the whole kernel,
+///    0.26 ms for 3136 x 256) on every call: the GEMM alone, packing included,
+///    only ties Eigen's (2.53 against 2.60 ms), and inside the layer's backward
+///    it was 0.3-0.5 ms slower; on 256 -> 10 the contraction is 10 long.
+template <class T>
+constexpr bool dense_prefers_lamina_gemm(DenseGemmPass pass, std::size_t n, std::size_t in,
+                                         std::size_t out) noexcept {
+  (void)n;
+  (void)in;
+  (void)out;
+  return pass != DenseGemmPass::backward_data;
+}
 
 template <class T>
 class Dense final : public Layer<T> {
@@ -52,6 +94,28 @@ class Dense final : public Layer<T> {
     const T* b = use_bias_ ? this->param(1).data() : nullptr;  // (out)
     T* y = output_.data();         // (N, out)
     const std::size_t in = in_features_, out = units_;
+    const bool relu = activation_ == Activation::relu;
+    if (uses_lamina_gemm(DenseGemmPass::forward, n, in, out)) {
+      // Y = X W + b, ReLU in the epilogue. W is read as it is when `out` is a
+      // multiple of the SIMD width, else from a zero-padded copy.
+      const T* wb = w;
+      std::size_t ldw = out;
+      if (!kernels::gemm_b_usable<T>(out)) {
+        ldw = kernels::gemm_padded_columns<T>(out);
+        packed_.resize(in * ldw);  // (in, padded out)
+        pack_rows_parallel(in, out, w, out, false, packed_.data());
+        wb = packed_.data();
+      }
+      kernels::GemmEpilogue<T> epilogue;
+      epilogue.bias = b;
+      epilogue.relu = relu;
+      parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
+        const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;
+        const std::size_t rows = std::min(kRowsPerChunk, n - r0);
+        kernels::gemm_prepacked<T>(rows, out, in, x + r0 * in, in, false, wb, ldw, y + r0 * out, out, epilogue);
+      });
+      return output_.view();
+    }
     parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
       const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;
       const std::size_t rows = std::min(kRowsPerChunk, n - r0);
@@ -78,15 +142,34 @@ class Dense final : public Layer<T> {
     T* dw = this->grad(0).data();        // (in, out)
 
     // dW = x^T dy, split over rows of dW: each chunk reduces over the whole batch
-    // in Eigen's fixed order, so the result does not depend on the thread count.
-    parallel_for(chunk_count(in, kWeightRowsPerChunk), [&](std::ptrdiff_t c) {
-      const std::size_t k0 = static_cast<std::size_t>(c) * kWeightRowsPerChunk;
-      const std::size_t rows = std::min(kWeightRowsPerChunk, in - k0);
-      Eigen::Map<const kernels::RowMajorMatrix<T>, 0, Eigen::OuterStride<>> xs(
-          x + k0, n, rows, Eigen::OuterStride<>(static_cast<Eigen::Index>(in)));
-      kernels::MatrixMap<T> dws(dw + k0 * out, rows, out);
-      dws.noalias() = xs.transpose() * kernels::ConstMatrixMap<T>(dy, n, out);
-    });
+    // in one fixed order (lamina's GEMM: one FMA chain over the batch rows,
+    // 0, 1, ..., N-1; Eigen: its blocking, fixed by the sizes), so the result
+    // does not depend on the thread count.
+    if (uses_lamina_gemm(DenseGemmPass::backward_weights, n, in, out)) {
+      const T* dyb = dy;
+      std::size_t ldd = out;
+      if (!kernels::gemm_b_usable<T>(out)) {
+        ldd = kernels::gemm_padded_columns<T>(out);
+        packed_.resize(n * ldd);  // (N, padded out)
+        pack_rows_parallel(n, out, dy, out, false, packed_.data());
+        dyb = packed_.data();
+      }
+      parallel_for(chunk_count(in, kWeightRowsPerChunk), [&](std::ptrdiff_t c) {
+        const std::size_t k0 = static_cast<std::size_t>(c) * kWeightRowsPerChunk;
+        const std::size_t rows = std::min(kWeightRowsPerChunk, in - k0);
+        // op(A) = x^T: columns [k0, k0 + rows) of x (N, in).
+        kernels::gemm_prepacked<T>(rows, out, n, x + k0, in, true, dyb, ldd, dw + k0 * out, out);
+      });
+    } else {
+      parallel_for(chunk_count(in, kWeightRowsPerChunk), [&](std::ptrdiff_t c) {
+        const std::size_t k0 = static_cast<std::size_t>(c) * kWeightRowsPerChunk;
+        const std::size_t rows = std::min(kWeightRowsPerChunk, in - k0);
+        Eigen::Map<const kernels::RowMajorMatrix<T>, 0, Eigen::OuterStride<>> xs(
+            x + k0, n, rows, Eigen::OuterStride<>(static_cast<Eigen::Index>(in)));
+        kernels::MatrixMap<T> dws(dw + k0 * out, rows, out);
+        dws.noalias() = xs.transpose() * kernels::ConstMatrixMap<T>(dy, n, out);
+      });
+    }
     if (use_bias_) {
       // Column sums in row order: a fixed order.
       T* db = this->grad(1).data();
@@ -98,6 +181,19 @@ class Dense final : public Layer<T> {
     grad_input_.resize(Shape{n, in});
     T* dx = grad_input_.data();  // (N, in)
     // dx = dy W^T, split over rows of the batch.
+    if (uses_lamina_gemm(DenseGemmPass::backward_data, n, in, out)) {
+      // W^T (out, in), packed once per call (zero-padded to the SIMD width).
+      const std::size_t ldt = kernels::gemm_padded_columns<T>(in);
+      packed_.resize(out * ldt);  // (out, padded in)
+      pack_rows_parallel(out, in, w, out, true, packed_.data());
+      const T* wt = packed_.data();
+      parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
+        const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;
+        const std::size_t rows = std::min(kRowsPerChunk, n - r0);
+        kernels::gemm_prepacked<T>(rows, in, out, dy + r0 * out, out, false, wt, ldt, dx + r0 * in, in);
+      });
+      return grad_input_.view();
+    }
     parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
       const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;
       const std::size_t rows = std::min(kRowsPerChunk, n - r0);
@@ -106,6 +202,18 @@ class Dense final : public Layer<T> {
                       kernels::ConstMatrixMap<T>(w, in, out).transpose();
     });
     return grad_input_.view();
+  }
+
+  /// Which GEMM the three products use (DenseGemm::automatic unless set; see
+  /// uses_lamina_gemm). Results of lamina's GEMM and Eigen's differ in the
+  /// last bits; each is deterministic and independent of the thread count.
+  DenseGemm gemm() const noexcept { return gemm_; }
+  void set_gemm(DenseGemm gemm) noexcept { gemm_ = gemm; }
+
+  /// Whether `pass` on a batch of n rows runs lamina's GEMM.
+  bool uses_lamina_gemm(DenseGemmPass pass, std::size_t n, std::size_t in, std::size_t out) const noexcept {
+    if (gemm_ != DenseGemm::automatic) return gemm_ == DenseGemm::lamina;
+    return dense_prefers_lamina_gemm<T>(pass, n, in, out);
   }
 
   std::size_t units() const noexcept { return units_; }
@@ -122,6 +230,20 @@ class Dense final : public Layer<T> {
   // Fixed work split (never derived from the thread count: see core/threads.hpp).
   static constexpr std::size_t kRowsPerChunk = 64;
   static constexpr std::size_t kWeightRowsPerChunk = 64;
+  static constexpr std::size_t kPackRowsPerChunk = 64;
+
+  // packed (rows, padded cols) = B (rows, cols) or, with trans, the transpose
+  // of B stored (cols, rows): gemm_pack_b over fixed chunks of rows (a copy,
+  // so the split does not matter for the bits).
+  static void pack_rows_parallel(std::size_t rows, std::size_t cols, const T* b, std::size_t ldb, bool trans,
+                                 T* packed) {
+    const std::size_t ld = kernels::gemm_padded_columns<T>(cols);
+    parallel_for(chunk_count(rows, kPackRowsPerChunk), [&](std::ptrdiff_t c) {
+      const std::size_t p0 = static_cast<std::size_t>(c) * kPackRowsPerChunk;
+      const std::size_t count = std::min(kPackRowsPerChunk, rows - p0);
+      kernels::gemm_pack_b<T>(count, cols, trans ? b + p0 : b + p0 * ldb, ldb, trans, packed + p0 * ld);
+    });
+  }
 
   std::size_t units_;
   Init init_;
@@ -132,6 +254,8 @@ class Dense final : public Layer<T> {
   Tensor<T> output_;           // (N, out)
   Tensor<T> grad_input_;       // (N, in)
   Tensor<T> grad_pre_activation_;  // (N, out), only with a fused activation
+  std::vector<T> packed_;          // B operand of lamina's GEMM when it must be padded or transposed
+  DenseGemm gemm_ = DenseGemm::automatic;
 };
 
 }  // namespace lamina
