@@ -44,7 +44,9 @@ cmake --build "$dir" -j "$(nproc)"
 # (libgomp) needs nothing special: its thread pool is not reported as a leak.
 # These variables also reach what a test starts (the report test's headless
 # chromium), which ignores them: it is not built with the sanitizers.
-export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:check_initialization_order=1:strict_init_order=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# Values already in the environment win (e.g. ASAN_OPTIONS=detect_leaks=0 where
+# LeakSanitizer cannot run).
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:check_initialization_order=1:strict_init_order=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 cd "$dir"
 ctest --output-on-failure -j "$(nproc)" "$@"
