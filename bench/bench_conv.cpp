@@ -10,10 +10,24 @@
 // Benchmarks (Google Benchmark names; arguments batch and lamina threads):
 //   peak_fma/threads:T                  the xsimd FMA loop that defines the peak
 //   conv_fast/<pass>/<shape>/batch:B/threads:T
-//                                       im2col + lamina's GEMM (the default
-//                                       kernels), B = 128 for forward,
-//                                       backward_data, backward_weights; B = 1
-//                                       (inference) for forward
+//                                       what the Conv2D layer runs
+//                                       (Conv2DAlgorithm::automatic: Winograd
+//                                       on conv2-4, im2col on conv1), B = 128
+//                                       for forward, backward_data,
+//                                       backward_weights; B = 1 (inference)
+//                                       for forward
+//   conv_im2col/<pass>/<shape>/batch:B/threads:T
+//                                       im2col (implicit where it can) + lamina's
+//                                       GEMM on every shape (Conv2DAlgorithm::im2col)
+//   conv_winograd/<pass>/<shape>/batch:B/threads:T
+//                                       Winograd F(2x2, 3x3) on every shape
+//                                       (Conv2DAlgorithm::winograd; its flops
+//                                       counter still counts the direct
+//                                       convolution's multiply-adds, so it is
+//                                       an effective rate and may pass the peak)
+//   conv_{im2col,winograd}/<pass>/rule_<H>x<W>x<C>_<F>/batch:128/threads:1
+//                                       narrow layers with both algorithms: the
+//                                       measurements behind automatic's rule
 //   conv_eigen/<pass>/<shape>/batch:B/threads:T
 //                                       the same kernels with Eigen's GEMM
 //                                       (Conv2DGemm::eigen, the kernels before
@@ -45,6 +59,7 @@
 namespace {
 
 using lamina::kernels::Conv2DGeometry;
+using lamina::kernels::Conv2DAlgorithm;
 using lamina::kernels::Conv2DGemm;
 using lamina::kernels::Conv2DWorkspace;
 
@@ -59,6 +74,15 @@ constexpr ConvShape kShapes[] = {
     {"conv2_28x28x32_32", 28, 28, 32, 32},
     {"conv3_14x14x32_64", 14, 14, 32, 64},
     {"conv4_14x14x64_64", 14, 14, 64, 64},
+};
+
+// Narrow 3x3 layers, timed with both algorithms (1 thread, batch 128): the
+// measurements behind Conv2DAlgorithm::automatic's rule (Winograd only when
+// the channels and the filters each fill a SIMD batch).
+constexpr ConvShape kRuleShapes[] = {
+    {"rule_28x28x4_16", 28, 28, 4, 16},   {"rule_28x28x8_16", 28, 28, 8, 16},
+    {"rule_28x28x16_8", 28, 28, 16, 8},   {"rule_28x28x16_16", 28, 28, 16, 16},
+    {"rule_28x28x128_128", 28, 28, 128, 128},
 };
 
 Conv2DGeometry geometry(const ConvShape& s, std::size_t batch) {
@@ -108,12 +132,12 @@ double pass_flops(const Conv2DGeometry& g) {
 }
 
 // Arguments: batch, threads.
-void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gemm) {
+void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gemm, Conv2DAlgorithm algorithm) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   const int threads = lamina_bench::use_threads(state.range(1));
   const Conv2DGeometry g = geometry(shape, batch);
   ConvOperands x(g);
-  Conv2DWorkspace<float> workspace(gemm);
+  Conv2DWorkspace<float> workspace(gemm, algorithm);
   auto run = [&] {
     switch (pass) {
       case Pass::forward:
@@ -285,13 +309,23 @@ bool register_benchmarks() {
   for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_weights}) {
     for (const ConvShape& shape : kShapes) {
       const std::string suffix = std::string(pass_name(pass)) + "/" + shape.name;
-      for (Conv2DGemm gemm : {Conv2DGemm::lamina, Conv2DGemm::eigen}) {
-        const std::string family = gemm == Conv2DGemm::lamina ? "conv_fast/" : "conv_eigen/";
-        auto* fast = benchmark::RegisterBenchmark((family + suffix).c_str(), BM_conv_fast, shape, pass, gemm);
+      const struct {
+        const char* family;
+        Conv2DGemm gemm;
+        Conv2DAlgorithm algorithm;
+      } kernels[] = {{"conv_fast/", Conv2DGemm::lamina, Conv2DAlgorithm::automatic},
+                     {"conv_im2col/", Conv2DGemm::lamina, Conv2DAlgorithm::im2col},
+                     {"conv_winograd/", Conv2DGemm::lamina, Conv2DAlgorithm::winograd},
+                     {"conv_eigen/", Conv2DGemm::eigen, Conv2DAlgorithm::im2col}};
+      for (const auto& k : kernels) {
+        auto* fast = benchmark::RegisterBenchmark((k.family + suffix).c_str(), BM_conv_fast, shape, pass, k.gemm,
+                                                  k.algorithm);
         fast->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
         for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({128, threads});
         if (pass == Pass::forward)
           for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({1, threads});
+      }
+      for (Conv2DGemm gemm : {Conv2DGemm::lamina, Conv2DGemm::eigen}) {
         const std::string gemm_name = std::string("gemm/") + (gemm == Conv2DGemm::lamina ? "lamina/" : "eigen/");
         benchmark::RegisterBenchmark((gemm_name + suffix).c_str(), BM_gemm, shape, pass, gemm)
             ->UseRealTime()
@@ -303,6 +337,17 @@ bool register_benchmarks() {
       if (pass == Pass::forward) naive->Arg(1);
     }
   }
+  for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_weights})
+    for (const ConvShape& shape : kRuleShapes)
+      for (Conv2DAlgorithm algorithm : {Conv2DAlgorithm::im2col, Conv2DAlgorithm::winograd}) {
+        const std::string name = std::string(algorithm == Conv2DAlgorithm::im2col ? "conv_im2col/" : "conv_winograd/") +
+                                 pass_name(pass) + "/" + shape.name;
+        benchmark::RegisterBenchmark(name.c_str(), BM_conv_fast, shape, pass, Conv2DGemm::lamina, algorithm)
+            ->ArgNames({"batch", "threads"})
+            ->Args({128, 1})
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
   for (Transform transform : {Transform::im2col, Transform::col2im}) {
     for (bool reference : {false, true}) {
       for (const ConvShape& shape : kShapes) {

@@ -1,6 +1,8 @@
 // The Conv2D kernels: geometry (Keras padding), im2col/col2im (xsimd vs
 // scalar, adjointness), fast vs naive forward/backward on odd shapes, and
-// bit-identical results with 1 or 2 threads.
+// bit-identical results with 1 or 2 threads. These are the im2col kernels:
+// every workspace here is set to Conv2DAlgorithm::im2col (Winograd's kernels
+// have their own tests, test_winograd.cpp).
 //
 // TOLERANCE. Every value the kernels produce is a sum of n products (plus a
 // bias). Whatever the order of the additions (Eigen's blocked GEMM, col2im,
@@ -150,7 +152,7 @@ void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm
   const auto kernel = random_values<T>(g.kernel_size(), rng);
   const auto bias = random_values<T>(g.F, rng);
   const auto grad_output = random_values<T>(g.output_size(), rng);
-  Conv2DWorkspace<T> ws(gemm);
+  Conv2DWorkspace<T> ws(gemm, Conv2DAlgorithm::im2col);
 
   // Forward, with and without bias.
   {
@@ -296,7 +298,7 @@ void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm
   const auto grad_output = random_values<T>(g.output_size(), rng);
 
   const int saved = num_threads();
-  Conv2DWorkspace<T> ws1(gemm), ws2(gemm);
+  Conv2DWorkspace<T> ws1(gemm, Conv2DAlgorithm::im2col), ws2(gemm, Conv2DAlgorithm::im2col);
   set_num_threads(1);
   const Results<T> one = run_fast(g, input, kernel, bias, grad_output, ws1);
   set_num_threads(2);
@@ -371,7 +373,7 @@ TEST_CASE("Checked Conv2D overloads name the shape that does not fit") {
   const Conv2DGeometry g(2, 7, 7, 3, 4, 3, 3, 1, 1, Padding::same);
   Tensor<float> input(g.input_shape()), kernel(g.kernel_shape()), bias(Shape{4});
   Tensor<float> output(g.output_shape()), wrong(Shape{2, 5, 5, 4});
-  Conv2DWorkspace<float> ws;
+  Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
   CHECK_NOTHROW(conv2d_forward(g, input.cview(), kernel.cview(), bias.cview(), output.view(), ws));
   CHECK_THROWS_WITH(conv2d_forward(g, input.cview(), kernel.cview(), bias.cview(), wrong.view(), ws),
                     Catch::Contains("output must be (2, 7, 7, 4)") && Catch::Contains("got (2, 5, 5, 4)"));
@@ -534,7 +536,7 @@ TEST_CASE("The implicit-im2col forward gives the bits of lamina's GEMM on an im2
     const auto input = random_values<float>(g.input_size(), rng);
     const auto kernel = random_values<float>(g.kernel_size(), rng);
     const auto bias = random_values<float>(g.F, rng);
-    Conv2DWorkspace<float> ws;
+    Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
     std::vector<float> fast(g.output_size(), 7.0f), columns(g.N * g.pixels_per_image() * g.patch_size());
     std::vector<float> via_gemm(g.output_size(), -7.0f);
     for (bool relu : {false, true}) {
@@ -566,7 +568,7 @@ TEST_CASE("Fast Conv2D (lamina's GEMM) gives an image the same bits in any batch
     const auto kernel = random_values<float>(g.kernel_size(), rng);
     const auto bias = random_values<float>(g.F, rng);
     const auto grad_output = random_values<float>(g.output_size(), rng);
-    Conv2DWorkspace<float> ws;
+    Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
     std::vector<float> output(g.output_size()), grad_input(g.input_size());
     conv2d_forward(g, input.data(), kernel.data(), bias.data(), output.data(), ws, true);
     conv2d_backward_data(g, grad_output.data(), kernel.data(), grad_input.data(), ws);
@@ -600,7 +602,7 @@ TEST_CASE("Conv2DWorkspace does not grow in the steady state") {
   const auto kernel = random_values<float>(g.kernel_size(), rng);
   const auto bias = random_values<float>(g.F, rng);
   const auto grad_output = random_values<float>(g.output_size(), rng);
-  Conv2DWorkspace<float> ws;
+  Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
   ws.reserve(g);
   const std::size_t reserved = ws.capacity_bytes();
   CHECK(reserved > 0);
@@ -629,7 +631,7 @@ TEST_CASE("Fast Conv2D called from the caller's own parallel region runs seriall
   const auto kernel = random_values<float>(g.kernel_size(), rng);
   const auto bias = random_values<float>(g.F, rng);
   const auto grad_output = random_values<float>(g.output_size(), rng);
-  Conv2DWorkspace<float> ws;
+  Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
   const Results<float> outside = run_fast(g, input, kernel, bias, grad_output, ws);
   std::vector<Results<float>> inside(2);
 #if defined(_OPENMP)
@@ -637,7 +639,7 @@ TEST_CASE("Fast Conv2D called from the caller's own parallel region runs seriall
   {
     const int t = omp_get_thread_num();
     if (t < 2) {
-      Conv2DWorkspace<float> own;
+      Conv2DWorkspace<float> own(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
       inside[static_cast<std::size_t>(t)] = run_fast(g, input, kernel, bias, grad_output, own);
     }
   }

@@ -50,6 +50,15 @@
 //   Conv2DGemm::eigen runs Eigen's GEMM on row-major maps with noalias() (the
 //   kernels before lamina had its own GEMM; kept to compare).
 //
+// ALGORITHMS
+//   Conv2DAlgorithm (set on the workspace; automatic by default) chooses, per
+//   call, between the im2col kernels described above and Winograd F(2x2, 3x3)
+//   (kernels/winograd.hpp: 2.25x fewer multiply-adds, its own layouts,
+//   blocks, chunks and determinism argument, the same results to a few units
+//   of rounding). automatic runs Winograd on 3x3 stride-1 layers whose input
+//   channels and filters both fill a SIMD batch (conv2d_uses_winograd); the
+//   rest of this comment is about the im2col kernels.
+//
 // CHUNKS AND THREADS
 //   The batch is cut into chunks of `images_per_chunk` consecutive images,
 //   chosen by conv2d_chunking() from the problem shape and sizeof(T) only, never
@@ -116,6 +125,7 @@
 #include "lamina/core/threads.hpp"
 #include "lamina/kernels/gemm.hpp"
 #include "lamina/kernels/im2col.hpp"
+#include "lamina/kernels/winograd.hpp"
 
 namespace lamina::kernels {
 
@@ -177,6 +187,22 @@ enum class Conv2DGemm {
   eigen,   // Eigen's GEMM on row-major maps: the previous kernels, kept to compare
 };
 
+/// Which algorithm the fast kernels run (see ALGORITHMS at the top of this file).
+enum class Conv2DAlgorithm {
+  automatic,  // Winograd F(2x2, 3x3) where it applies and pays (conv2d_uses_winograd), else im2col
+  im2col,     // im2col (explicit or implicit) + GEMM for every shape
+  winograd,   // Winograd wherever it applies (3x3, stride 1), im2col + GEMM elsewhere
+};
+
+inline const char* to_string(Conv2DAlgorithm a) noexcept {
+  switch (a) {
+    case Conv2DAlgorithm::automatic: return "automatic";
+    case Conv2DAlgorithm::im2col: return "im2col";
+    case Conv2DAlgorithm::winograd: return "winograd";
+  }
+  return "?";
+}
+
 /// Scratch memory of the fast kernels, reused across calls (see the top of this
 /// file). Not thread-safe: one workspace per concurrent caller.
 template <class T>
@@ -185,11 +211,17 @@ class Conv2DWorkspace {
 
  public:
   Conv2DWorkspace() = default;
-  explicit Conv2DWorkspace(Conv2DGemm gemm) : gemm_(gemm) {}
+  explicit Conv2DWorkspace(Conv2DGemm gemm, Conv2DAlgorithm algorithm = Conv2DAlgorithm::automatic)
+      : gemm_(gemm), algorithm_(algorithm) {}
 
   /// The GEMM the kernels run with this workspace (Conv2DGemm::lamina unless set).
   Conv2DGemm gemm() const noexcept { return gemm_; }
   void set_gemm(Conv2DGemm gemm) noexcept { gemm_ = gemm; }
+  /// The algorithm (Conv2DAlgorithm::automatic unless set).
+  Conv2DAlgorithm algorithm() const noexcept { return algorithm_; }
+  void set_algorithm(Conv2DAlgorithm algorithm) noexcept { algorithm_ = algorithm; }
+  /// The Winograd kernels' own scratch.
+  WinogradWorkspace<T>& winograd() noexcept { return winograd_; }
 
   /// Grows the buffers for everything the kernels need on geometry g with the
   /// current thread count, so that later calls on g (or smaller) do not allocate.
@@ -208,7 +240,7 @@ class Conv2DWorkspace {
   /// Bytes held (capacity, not what the last call used).
   std::size_t capacity_bytes() const noexcept {
     return (columns_capacity_ + partials_capacity_ + packed_capacity_ + rows_capacity_) * sizeof(T) +
-           pointers_.capacity() * sizeof(const T*);
+           pointers_.capacity() * sizeof(const T*) + winograd_.capacity_bytes();
   }
 
   // --- used by the kernels -------------------------------------------------
@@ -281,6 +313,8 @@ class Conv2DWorkspace {
   }
 
   Conv2DGemm gemm_ = Conv2DGemm::lamina;
+  Conv2DAlgorithm algorithm_ = Conv2DAlgorithm::automatic;
+  WinogradWorkspace<T> winograd_;
   Tensor<T> columns_;   // (workers, column_stride_): per-worker column matrices
   Tensor<T> partials_;  // (chunks, partial_stride_): per-chunk gradient partials
   Tensor<T> packed_;    // (K, padded F) or (F, padded K): packed weights
@@ -595,6 +629,24 @@ bool conv2d_weights_implicit(const Conv2DGeometry& g) {
 
 }  // namespace detail
 
+/// Whether the kernels run Winograd F(2x2, 3x3) (kernels/winograd.hpp) for g
+/// with this workspace's settings. Never with Conv2DGemm::eigen (that path
+/// stays the previous kernels, to compare). Conv2DAlgorithm::automatic picks it
+/// for 3x3 stride-1 layers with at least one SIMD batch of input channels and
+/// of filters: below that, the transformed tiles are mostly padding and
+/// im2col is faster (docs/conv2d-kernels.md has the measurements).
+template <class T>
+bool conv2d_uses_winograd(const Conv2DGeometry& g, const Conv2DWorkspace<T>& workspace) {
+  if (workspace.gemm() != Conv2DGemm::lamina || !winograd_applicable(g)) return false;
+  switch (workspace.algorithm()) {
+    case Conv2DAlgorithm::im2col: return false;
+    case Conv2DAlgorithm::winograd: return true;
+    case Conv2DAlgorithm::automatic: break;
+  }
+  constexpr std::size_t W = xsimd::batch<T>::size;
+  return g.C >= W && g.F >= W;
+}
+
 /// output = conv(input, kernel) + bias, then ReLU (v > 0 ? v : 0, exactly as
 /// activate_in_place) when relu is set, fused into the GEMM's epilogue.
 /// Overwrites output.
@@ -605,6 +657,10 @@ void conv2d_forward(const Conv2DGeometry& g,
                     const T* bias,    // (F) or nullptr
                     T* output,        // (N, OH, OW, F)
                     Conv2DWorkspace<T>& workspace, bool relu = false) {
+  if (conv2d_uses_winograd(g, workspace)) {
+    conv2d_winograd_forward(g, input, kernel, bias, output, workspace.winograd(), relu);
+    return;
+  }
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();
@@ -682,6 +738,10 @@ void conv2d_backward_data(const Conv2DGeometry& g,
                           const T* kernel,       // (KH, KW, C, F)
                           T* grad_input,         // (N, H, W, C)
                           Conv2DWorkspace<T>& workspace) {
+  if (conv2d_uses_winograd(g, workspace)) {
+    conv2d_winograd_backward_data(g, grad_output, kernel, grad_input, workspace.winograd());
+    return;
+  }
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();
@@ -727,6 +787,10 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
                              T* grad_kernel,        // (KH, KW, C, F)
                              T* grad_bias,          // (F) or nullptr
                              Conv2DWorkspace<T>& workspace) {
+  if (conv2d_uses_winograd(g, workspace)) {
+    conv2d_winograd_backward_weights(g, input, grad_output, grad_kernel, grad_bias, workspace.winograd());
+    return;
+  }
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();

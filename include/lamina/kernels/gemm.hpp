@@ -296,19 +296,26 @@ inline void gemm_tile(std::size_t kc, const T* a, std::size_t lda, const T* b, s
 }
 
 // All rows [0, M) of one column panel of NV batches (cols valid columns), for
-// the contraction block [p0, p0 + kc): tiles of the main height, then of 4
-// rows, then of 1 (every element gets the same chain whichever tile it is in).
+// the contraction block [p0, p0 + kc): tiles of the main height, then of 8
+// rows (when the main height is larger: M = 32 is 12 + 12 + 8, not
+// 12 + 12 + 4 + 4, whose 4-row tiles have too few accumulators to hide the
+// FMA latency), then of 4, then of 1 (every element gets the same chain
+// whichever tile it is in).
 template <class T, std::size_t NV, bool TransA>
 inline void gemm_panel(std::size_t M, std::size_t kc, const T* a, std::size_t lda, const T* b,
                        std::size_t ldb, T* c, std::size_t ldc, std::size_t cols, int start,
                        const T* bias, bool relu) {
   constexpr std::size_t MR = gemm_main_rows(NV);
+  constexpr std::size_t MR8 = MR < 8 ? MR : 8;
   constexpr std::size_t MR4 = MR < 4 ? MR : 4;
   // a + row offset of tile row i0: rows of A, or columns of the stored A^T.
   auto a_at = [&](std::size_t i0) { return TransA ? a + i0 : a + i0 * lda; };
   std::size_t i = 0;
   for (; i + MR <= M; i += MR)
     gemm_tile<T, MR, NV, TransA>(kc, a_at(i), lda, b, ldb, c + i * ldc, ldc, cols, start, bias, relu);
+  if constexpr (MR8 < MR)
+    for (; i + MR8 <= M; i += MR8)
+      gemm_tile<T, MR8, NV, TransA>(kc, a_at(i), lda, b, ldb, c + i * ldc, ldc, cols, start, bias, relu);
   for (; i + MR4 <= M; i += MR4)
     gemm_tile<T, MR4, NV, TransA>(kc, a_at(i), lda, b, ldb, c + i * ldc, ldc, cols, start, bias, relu);
   for (; i < M; ++i)

@@ -59,6 +59,22 @@ class Conv2D final : public Layer<T> {
       for (T& b : this->param(1)) b = T(0);
   }
 
+  /// The kernels' algorithm (kernels::Conv2DAlgorithm; automatic by default:
+  /// Winograd F(2x2, 3x3) on 3x3 stride-1 layers wide enough for it). Not part
+  /// of the architecture: a saved model does not record it; results differ
+  /// between algorithms only by rounding.
+  void set_algorithm(kernels::Conv2DAlgorithm algorithm) noexcept { workspace_.set_algorithm(algorithm); }
+  kernels::Conv2DAlgorithm algorithm() const noexcept { return workspace_.algorithm(); }
+  /// Which GEMM the im2col kernels run (kernels::Conv2DGemm; lamina's by default).
+  void set_gemm(kernels::Conv2DGemm gemm) noexcept { workspace_.set_gemm(gemm); }
+  kernels::Conv2DGemm gemm() const noexcept { return workspace_.gemm(); }
+  void copy_execution_settings(const Layer<T>& original) override {
+    if (const auto* conv = dynamic_cast<const Conv2D*>(&original)) {
+      set_algorithm(conv->algorithm());
+      set_gemm(conv->gemm());
+    }
+  }
+
   TensorView<const T> forward(TensorView<const T> input, Mode) override {
     this->check_input(input);
     input_ = input;

@@ -209,6 +209,9 @@ class Dense final : public Layer<T> {
   /// last bits; each is deterministic and independent of the thread count.
   DenseGemm gemm() const noexcept { return gemm_; }
   void set_gemm(DenseGemm gemm) noexcept { gemm_ = gemm; }
+  void copy_execution_settings(const Layer<T>& original) override {
+    if (const auto* dense = dynamic_cast<const Dense*>(&original)) set_gemm(dense->gemm());
+  }
 
   /// Whether `pass` on a batch of n rows runs lamina's GEMM.
   bool uses_lamina_gemm(DenseGemmPass pass, std::size_t n, std::size_t in, std::size_t out) const noexcept {

@@ -149,6 +149,12 @@ class Layer {
   virtual TensorView<const T> forward(TensorView<const T> input, Mode mode) = 0;
   virtual TensorView<const T> backward(TensorView<const T> grad_output) = 0;
 
+  /// Copies the settings that choose how (not what) the layer computes (a
+  /// kernel or GEMM choice) from `original`, a layer of the same type and
+  /// config; what predict() calls on its private copy of the model so that it
+  /// computes with the same bits. Nothing by default.
+  virtual void copy_execution_settings(const Layer<T>& original) { (void)original; }
+
   /// The layer's own random stream, for stochastic layers; nullptr otherwise.
   virtual Rng* rng() noexcept { return nullptr; }
 

@@ -615,6 +615,7 @@ class Sequential {
                     "the private copy it runs on; register the type with lamina::register_layer<T>");
       std::unique_ptr<Layer<T>> layer = registry.create(original->type(), original->config());
       layer->set_index(original->index());
+      layer->copy_execution_settings(*original);
       layer->build(original->input_shape());
       layer->set_input_gradient_needed(false);
       layer->bind(original->parameters(), original->gradients(), original->buffers());

@@ -1,0 +1,530 @@
+// lamina/kernels/winograd.hpp: 3x3 stride-1 convolution by Winograd's minimal
+// filtering F(2x2, 3x3) [Lavin & Gray, "Fast Algorithms for Convolutional
+// Neural Networks", CVPR 2016]: forward, backward data and backward weights,
+// each with the same layouts as kernels/conv2d.hpp (NHWC images, HWIO kernel).
+//
+// THE ALGORITHM
+//   The output is cut into tiles of 2x2 pixels; tile (th, tw) reads the 4x4
+//   input patch whose top-left corner is (2 th - pad_top, 2 tw - pad_left)
+//   (zeros outside the image). For one input channel c and filter f,
+//       Y (2x2) = A^T [ (G g G^T) (.) (B^T d B) ] A
+//   with g the 3x3 kernel, d the 4x4 patch, (.) the element-wise product and
+//       B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//       G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+//       A^T = [1 1 1 0; 0 1 -1 -1].
+//   Summed over the channels, the element-wise products become 16 GEMMs, one
+//   per position xi of the 4x4 transformed tile:
+//       M[xi] (tiles, F) = V[xi] (tiles, C) x U[xi] (C, F)
+//   with V = B^T d B per tile and channel, U = G g G^T per channel pair. A
+//   4x4 tile costs 16 C F multiply-adds for 4 outputs instead of 36 C F: the
+//   GEMMs do 2.25 times fewer flops than im2col + GEMM, and the transforms are
+//   additions only.
+//
+//   backward data is the same computation: grad_input is the correlation of
+//   grad_output (padded by 2 - pad_top, 2 - pad_left) with the kernel rotated
+//   by 180 degrees and its channel axes swapped, g'[u][v][f][c] = g[2-u][2-v][c][f].
+//   backward weights differentiates the forward's algebra: with
+//   dM = A dY A^T per tile (dY the tile's 2x2 output gradient, zero past the
+//   image), dU[xi] (C, F) = V[xi]^T (C, tiles) x dM[xi] (tiles, F) summed over
+//   every tile, and grad_kernel = G^T dU G. These are the exact gradients of
+//   the convolution; only the rounding differs from im2col's.
+//
+// ACCURACY
+//   The transforms add up to 4 values per entry on either side, so a product
+//   in the transformed domain is up to 16 (input, 2.25 kernel) times larger
+//   than the products it stands for, and the rounding error of an output is
+//   up to that many times larger than im2col's (still a few units of the last
+//   place relative to sum|terms| in practice; tests/test_winograd.cpp bounds
+//   it). F(2x2, 3x3) is the variant whose error stays this small; the larger
+//   tiles (F(4x4, 3x3), 4x fewer flops) lose about 2 more decimal digits.
+//
+// BLOCKS, CHUNKS, THREADS AND DETERMINISM
+//   Tiles are numbered image by image, row by row. A chunk is a run of whole
+//   images; inside a chunk, blocks of at most block_tiles consecutive tiles
+//   are transformed into the worker's V buffer (tiles, 16, C rounded up to the
+//   batch size; 16 C-vectors per tile, one per xi, so a tile's data is
+//   contiguous), multiplied by lamina's GEMM into the worker's M buffer
+//   (tiles, 16, F padded) and transformed back. block_tiles keeps V and M in
+//   L2 together (kWinogradBlockBytes).
+//   forward / backward data: every output pixel belongs to one tile; its
+//   value is the fixed transform of 16 GEMM elements, each one FMA chain over
+//   the channels in order (kernels/gemm.hpp). So it does not depend on the
+//   block, the chunk, the batch or the thread: an image gets the same bits in
+//   a batch of 1 or of 1000, with 1 thread or 16.
+//   backward weights: a chunk's partial dU is one chain of FMAs over the
+//   chunk's tiles in order (later blocks accumulate onto earlier ones); the
+//   chunking (kWinogradWeightChunks) depends on the batch size only; the
+//   partials are added in chunk order, then transformed back in double. Same
+//   bits with any thread count.
+//
+// WORKSPACE
+//   WinogradWorkspace<T>: per worker V and M blocks, the transformed kernel,
+//   the per-chunk partials. Grown on demand, never shrunk; no allocation once
+//   it has seen the largest shape. One workspace per concurrent caller.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "lamina/core/tensor.hpp"
+#include "lamina/core/threads.hpp"
+#include "lamina/kernels/gemm.hpp"
+#include "lamina/kernels/im2col.hpp"
+
+namespace lamina::kernels {
+
+/// Target bytes of one worker's V and M blocks together: 3/4 of a 1 MiB L2
+/// (Zen 4; recent Intel cores have 1-2 MiB). Measured on the CNN's layers:
+/// 96 KiB to 384 KiB blocks are up to 40% slower in backward weights (each
+/// block reloads the partial dU), 768 KiB to 3 MiB are all within noise.
+inline constexpr std::size_t kWinogradBlockBytes = std::size_t(768) << 10;
+/// backward weights cuts a batch into at most this many chunks (partials):
+/// enough to balance 16 threads, few enough that the partials stay small.
+inline constexpr std::size_t kWinogradWeightChunks = 16;
+
+/// True when Winograd F(2x2, 3x3) computes this convolution: a 3x3 kernel
+/// with stride 1 (any padding, any channel counts).
+inline bool winograd_applicable(const Conv2DGeometry& g) noexcept {
+  return g.KH == 3 && g.KW == 3 && g.sh == 1 && g.sw == 1;
+}
+
+/// Tiles of 2x2 output pixels per image: ceil(OH/2) x ceil(OW/2).
+struct WinogradTiling {
+  std::size_t rows = 0, cols = 0;  // TH, TW
+  std::size_t per_image() const noexcept { return rows * cols; }
+};
+inline WinogradTiling winograd_tiling(std::size_t out_h, std::size_t out_w) noexcept {
+  return {(out_h + 1) / 2, (out_w + 1) / 2};
+}
+
+/// Tiles per block for `in_channels` transformed inputs and `out_channels`
+/// outputs (both already rounded up to the batch size): as many as fit
+/// kWinogradBlockBytes, a multiple of 12 (the GEMM's tile height), 12 to 384.
+template <class T>
+std::size_t winograd_block_tiles(std::size_t in_channels, std::size_t out_channels) noexcept {
+  const std::size_t per_tile = 16 * (in_channels + out_channels) * sizeof(T);
+  const std::size_t fit = kWinogradBlockBytes / std::max<std::size_t>(per_tile, 1);
+  return std::clamp<std::size_t>(fit / 12 * 12, 12, 384);
+}
+
+/// Scratch memory of the Winograd kernels (see WORKSPACE above).
+template <class T>
+class WinogradWorkspace {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+
+ public:
+  /// Bytes held (capacity).
+  std::size_t capacity_bytes() const noexcept {
+    return (blocks_capacity_ + kernel_capacity_ + partials_capacity_) * sizeof(T);
+  }
+
+  // --- used by the kernels -------------------------------------------------
+  void reserve_blocks(std::size_t per_worker, std::size_t workers) {
+    block_stride_ = round_up(per_worker);
+    grow(blocks_, blocks_capacity_, block_stride_ * workers);
+  }
+  T* block(std::size_t worker) noexcept { return blocks_.data() + worker * block_stride_; }
+  void reserve_kernel(std::size_t n) { grow(kernel_, kernel_capacity_, n); }
+  T* kernel() noexcept { return kernel_.data(); }
+  void reserve_partials(std::size_t per_chunk, std::size_t chunks) {
+    partial_stride_ = round_up(per_chunk);
+    grow(partials_, partials_capacity_, partial_stride_ * chunks);
+  }
+  T* partial(std::size_t chunk) noexcept { return partials_.data() + chunk * partial_stride_; }
+
+ private:
+  static std::size_t round_up(std::size_t n) noexcept {
+    constexpr std::size_t per_line = kAlignment / sizeof(T);
+    return (n + per_line - 1) / per_line * per_line;
+  }
+  static void grow(Tensor<T>& buffer, std::size_t& capacity, std::size_t n) {
+    if (n > capacity) {
+      buffer = Tensor<T>();
+      buffer.resize(Shape{n});
+      capacity = n;
+    }
+  }
+
+  Tensor<T> blocks_;    // (workers, block_stride_): V block then M block
+  Tensor<T> kernel_;    // (16, rows, padded columns): the transformed kernel U, or dU
+  Tensor<T> partials_;  // (chunks, partial_stride_): backward weights' partial dU and bias
+  std::size_t blocks_capacity_ = 0, kernel_capacity_ = 0, partials_capacity_ = 0;
+  std::size_t block_stride_ = 0, partial_stride_ = 0;
+};
+
+namespace detail {
+
+// Loads `valid` values (the rest zero) from p, or zeros when p is null.
+template <class T>
+[[gnu::always_inline]] inline xsimd::batch<T> winograd_load(const T* p, std::size_t valid) {
+  using Batch = xsimd::batch<T>;
+  if (!p) return Batch(T(0));
+  if (valid == Batch::size) return Batch::load_unaligned(p);
+  alignas(64) T tmp[Batch::size] = {};
+  std::memcpy(tmp, p, valid * sizeof(T));
+  return Batch::load_aligned(tmp);
+}
+
+// Stores the first `valid` lanes of v at p.
+template <class T>
+[[gnu::always_inline]] inline void winograd_store(const xsimd::batch<T>& v, T* p, std::size_t valid) {
+  using Batch = xsimd::batch<T>;
+  if (valid == Batch::size) {
+    v.store_unaligned(p);
+    return;
+  }
+  alignas(64) T tmp[Batch::size];
+  v.store_aligned(tmp);
+  std::memcpy(p, tmp, valid * sizeof(T));
+}
+
+// Where tile t of a run starting at image n0 sits: its image and the corner of
+// its 4x4 input patch (may be negative: the padding).
+struct WinogradTile {
+  std::size_t image, tile_row, tile_col;
+};
+inline WinogradTile winograd_tile(std::size_t n0, std::size_t t, const WinogradTiling& tiling) noexcept {
+  const std::size_t per_image = tiling.per_image();
+  const std::size_t r = t % per_image;
+  return {n0 + t / per_image, r / tiling.cols, r % tiling.cols};
+}
+
+// V (count, 16, ldv) = B^T d B for the tiles [t0, t0 + count) counted from
+// image n0's first tile. The source is (N, SH, SW, CS); patches start at
+// (2 th - pad_t, 2 tw - pad_l). Columns CS..ldv of V are zero.
+template <class T>
+void winograd_input_transform(const T* src, std::size_t SH, std::size_t SW, std::size_t CS, std::ptrdiff_t pad_t,
+                              std::ptrdiff_t pad_l, const WinogradTiling& tiling, std::size_t n0, std::size_t t0,
+                              std::size_t count, T* V, std::size_t ldv) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  for (std::size_t k = 0; k < count; ++k) {
+    const WinogradTile tile = winograd_tile(n0, t0 + k, tiling);
+    const std::ptrdiff_t y0 = 2 * static_cast<std::ptrdiff_t>(tile.tile_row) - pad_t;
+    const std::ptrdiff_t x0 = 2 * static_cast<std::ptrdiff_t>(tile.tile_col) - pad_l;
+    const T* pixel[4][4];  // the patch's pixels (CS channels each), null in the padding
+    for (std::ptrdiff_t i = 0; i < 4; ++i)
+      for (std::ptrdiff_t j = 0; j < 4; ++j) {
+        const std::ptrdiff_t y = y0 + i, x = x0 + j;
+        const bool inside = y >= 0 && x >= 0 && y < static_cast<std::ptrdiff_t>(SH) &&
+                            x < static_cast<std::ptrdiff_t>(SW);
+        pixel[i][j] = inside ? src + ((tile.image * SH + static_cast<std::size_t>(y)) * SW +
+                                      static_cast<std::size_t>(x)) * CS
+                             : nullptr;
+      }
+    T* v = V + k * 16 * ldv;  // (16, ldv)
+    for (std::size_t c = 0; c < ldv; c += W) {
+      const std::size_t valid = c < CS ? std::min(W, CS - c) : 0;
+      Batch d[4][4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) d[i][j] = winograd_load(valid && pixel[i][j] ? pixel[i][j] + c : nullptr, valid);
+      Batch t[4][4];  // B^T d
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        t[0][j] = d[0][j] - d[2][j];
+        t[1][j] = d[1][j] + d[2][j];
+        t[2][j] = d[2][j] - d[1][j];
+        t[3][j] = d[1][j] - d[3][j];
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {  // (B^T d) B
+        (t[i][0] - t[i][2]).store_unaligned(v + (4 * i + 0) * ldv + c);
+        (t[i][1] + t[i][2]).store_unaligned(v + (4 * i + 1) * ldv + c);
+        (t[i][2] - t[i][1]).store_unaligned(v + (4 * i + 2) * ldv + c);
+        (t[i][1] - t[i][3]).store_unaligned(v + (4 * i + 3) * ldv + c);
+      }
+    }
+  }
+}
+
+// dM (count, 16, ldm) = A dY A^T for the same tiles, dY the tile's 2x2 pixels
+// of grad_output (N, OH, OW, F) (zero past the image). Columns F..ldm are zero.
+template <class T>
+void winograd_output_gradient_transform(const T* grad_output, std::size_t OH, std::size_t OW, std::size_t F,
+                                        const WinogradTiling& tiling, std::size_t n0, std::size_t t0,
+                                        std::size_t count, T* dM, std::size_t ldm) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  for (std::size_t k = 0; k < count; ++k) {
+    const WinogradTile tile = winograd_tile(n0, t0 + k, tiling);
+    const T* pixel[2][2];
+    for (std::size_t i = 0; i < 2; ++i)
+      for (std::size_t j = 0; j < 2; ++j) {
+        const std::size_t y = 2 * tile.tile_row + i, x = 2 * tile.tile_col + j;
+        pixel[i][j] = y < OH && x < OW ? grad_output + ((tile.image * OH + y) * OW + x) * F : nullptr;
+      }
+    T* m = dM + k * 16 * ldm;  // (16, ldm)
+    for (std::size_t f = 0; f < ldm; f += W) {
+      const std::size_t valid = f < F ? std::min(W, F - f) : 0;
+      Batch y[2][2];
+#pragma GCC unroll 2
+      for (int i = 0; i < 2; ++i)
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; ++j) y[i][j] = winograd_load(valid && pixel[i][j] ? pixel[i][j] + f : nullptr, valid);
+      Batch t[4][2];  // A dY
+#pragma GCC unroll 2
+      for (int j = 0; j < 2; ++j) {
+        t[0][j] = y[0][j];
+        t[1][j] = y[0][j] + y[1][j];
+        t[2][j] = y[0][j] - y[1][j];
+        t[3][j] = -y[1][j];
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {  // (A dY) A^T
+        t[i][0].store_unaligned(m + (4 * i + 0) * ldm + f);
+        (t[i][0] + t[i][1]).store_unaligned(m + (4 * i + 1) * ldm + f);
+        (t[i][0] - t[i][1]).store_unaligned(m + (4 * i + 2) * ldm + f);
+        (-t[i][1]).store_unaligned(m + (4 * i + 3) * ldm + f);
+      }
+    }
+  }
+}
+
+// out (N, OH, OW, FO) at the tiles' pixels = A^T M A [+ bias] [then ReLU], for
+// M (count, 16, ldm); pixels past the image are dropped.
+template <class T>
+void winograd_output_transform(const T* M, std::size_t ldm, const WinogradTiling& tiling, std::size_t n0,
+                               std::size_t t0, std::size_t count, const T* bias, bool relu, T* out, std::size_t OH,
+                               std::size_t OW, std::size_t FO) {
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  const Batch zero(T(0));
+  for (std::size_t k = 0; k < count; ++k) {
+    const WinogradTile tile = winograd_tile(n0, t0 + k, tiling);
+    const std::size_t y0 = 2 * tile.tile_row, x0 = 2 * tile.tile_col;
+    const bool rows2 = y0 + 1 < OH, cols2 = x0 + 1 < OW;
+    T* pixel = out + ((tile.image * OH + y0) * OW + x0) * FO;  // top-left output pixel
+    const T* m = M + k * 16 * ldm;
+    for (std::size_t f = 0; f < FO; f += W) {
+      const std::size_t valid = std::min(W, FO - f);
+      Batch s[2][4];  // A^T M
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const Batch m0 = Batch::load_unaligned(m + (0 + j) * ldm + f);
+        const Batch m1 = Batch::load_unaligned(m + (4 + j) * ldm + f);
+        const Batch m2 = Batch::load_unaligned(m + (8 + j) * ldm + f);
+        const Batch m3 = Batch::load_unaligned(m + (12 + j) * ldm + f);
+        s[0][j] = m0 + m1 + m2;
+        s[1][j] = m1 - m2 - m3;
+      }
+      const Batch b = bias ? winograd_load(bias + f, valid) : zero;
+#pragma GCC unroll 2
+      for (int i = 0; i < 2; ++i) {
+        if (i == 1 && !rows2) break;
+        Batch y[2] = {s[i][0] + s[i][1] + s[i][2], s[i][1] - s[i][2] - s[i][3]};
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; ++j) {
+          if (j == 1 && !cols2) break;
+          Batch v = y[j];
+          if (bias) v = v + b;
+          if (relu) v = xsimd::select(v > zero, v, zero);
+          winograd_store(v, pixel + (static_cast<std::size_t>(i) * OW + static_cast<std::size_t>(j)) * FO + f, valid);
+        }
+      }
+    }
+  }
+}
+
+// U (16, rows, ldu) = G g G^T, in double, rounded once. Not flipped: rows are
+// the input channels c, columns the filters f (forward). flipped: the kernel
+// rotated by 180 degrees with its channel axes swapped (backward data): rows
+// are the filters f, columns the channels c. Columns past the last are zero.
+template <class T>
+void winograd_kernel_transform(const T* kernel, std::size_t C, std::size_t F, bool flipped, T* U,
+                               std::size_t ldu) {
+  const std::size_t rows = flipped ? F : C, cols = flipped ? C : F;
+  std::fill(U, U + 16 * rows * ldu, T(0));
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t q = 0; q < cols; ++q) {
+      const std::size_t c = flipped ? q : r, f = flipped ? r : q;
+      double g[3][3];
+      for (std::size_t u = 0; u < 3; ++u)
+        for (std::size_t v = 0; v < 3; ++v) {
+          const std::size_t ku = flipped ? 2 - u : u, kv = flipped ? 2 - v : v;
+          g[u][v] = static_cast<double>(kernel[((ku * 3 + kv) * C + c) * F + f]);
+        }
+      double gg[4][3];  // G g
+      for (std::size_t v = 0; v < 3; ++v) {
+        gg[0][v] = g[0][v];
+        gg[1][v] = 0.5 * (g[0][v] + g[1][v] + g[2][v]);
+        gg[2][v] = 0.5 * (g[0][v] - g[1][v] + g[2][v]);
+        gg[3][v] = g[2][v];
+      }
+      for (std::size_t i = 0; i < 4; ++i) {  // (G g) G^T
+        const double row[4] = {gg[i][0], 0.5 * (gg[i][0] + gg[i][1] + gg[i][2]),
+                               0.5 * (gg[i][0] - gg[i][1] + gg[i][2]), gg[i][2]};
+        for (std::size_t j = 0; j < 4; ++j) U[((4 * i + j) * rows + r) * ldu + q] = static_cast<T>(row[j]);
+      }
+    }
+}
+
+// Images [n0, n1): out = A^T [U (.) (B^T d B)] A [+ bias] [ReLU], the tiles in
+// blocks of block_tiles (see the top of the file). block: the worker's
+// scratch, block_tiles * 16 * (ldv + ldu) values.
+template <class T>
+void winograd_correlate_images(const T* src, std::size_t SH, std::size_t SW, std::size_t CS, std::ptrdiff_t pad_t,
+                               std::ptrdiff_t pad_l, const T* U, std::size_t ldu, const T* bias, bool relu, T* out,
+                               std::size_t OH, std::size_t OW, std::size_t FO, std::size_t n0, std::size_t n1,
+                               std::size_t block_tiles, T* block) {
+  const WinogradTiling tiling = winograd_tiling(OH, OW);
+  const std::size_t ldv = gemm_padded_columns<T>(CS);
+  T* V = block;                             // (block_tiles, 16, ldv)
+  T* M = block + block_tiles * 16 * ldv;    // (block_tiles, 16, ldu)
+  const std::size_t tiles = (n1 - n0) * tiling.per_image();
+  for (std::size_t t0 = 0; t0 < tiles; t0 += block_tiles) {
+    const std::size_t count = std::min(block_tiles, tiles - t0);
+    winograd_input_transform(src, SH, SW, CS, pad_t, pad_l, tiling, n0, t0, count, V, ldv);
+    for (std::size_t xi = 0; xi < 16; ++xi)
+      gemm_prepacked(count, ldu, CS, V + xi * ldv, 16 * ldv, false, U + xi * CS * ldu, ldu, M + xi * ldu,
+                     16 * ldu);
+    winograd_output_transform(M, ldu, tiling, n0, t0, count, bias, relu, out, OH, OW, FO);
+  }
+}
+
+// Images per chunk of the forward and backward-data passes: enough tiles to
+// fill a block, but at least min(N, 16) chunks. Shape only.
+inline std::size_t winograd_images_per_chunk(std::size_t N, std::size_t tiles_per_image, std::size_t block_tiles) {
+  std::size_t per_chunk = std::max<std::size_t>(1, block_tiles / std::max<std::size_t>(tiles_per_image, 1));
+  per_chunk = std::min(per_chunk, std::max<std::size_t>(1, (N + 15) / 16));
+  return per_chunk;
+}
+
+// The shared driver of forward and backward data: out (N, OH, OW, FO) from
+// src (N, SH, SW, CS) and the kernel transformed into the workspace.
+template <class T>
+void winograd_correlate(std::size_t N, const T* src, std::size_t SH, std::size_t SW, std::size_t CS,
+                        std::ptrdiff_t pad_t, std::ptrdiff_t pad_l, const T* kernel, std::size_t C, std::size_t F,
+                        bool flipped, const T* bias, bool relu, T* out, std::size_t OH, std::size_t OW,
+                        std::size_t FO, WinogradWorkspace<T>& workspace) {
+  const std::size_t ldv = gemm_padded_columns<T>(CS), ldu = gemm_padded_columns<T>(FO);
+  workspace.reserve_kernel(16 * CS * ldu);
+  winograd_kernel_transform(kernel, C, F, flipped, workspace.kernel(), ldu);
+  const WinogradTiling tiling = winograd_tiling(OH, OW);
+  const std::size_t block_tiles = winograd_block_tiles<T>(ldv, ldu);
+  const std::size_t per_chunk = winograd_images_per_chunk(N, tiling.per_image(), block_tiles);
+  const std::size_t chunks = (N + per_chunk - 1) / per_chunk;
+  const std::size_t workers = parallel_workers(static_cast<std::ptrdiff_t>(chunks));
+  workspace.reserve_blocks(block_tiles * 16 * (ldv + ldu), workers);
+  const T* U = workspace.kernel();
+  parallel_for(static_cast<std::ptrdiff_t>(chunks), [&](std::ptrdiff_t chunk) {
+    const std::size_t n0 = static_cast<std::size_t>(chunk) * per_chunk, n1 = std::min(N, n0 + per_chunk);
+    T* block = workspace.block(workers > 1 ? parallel_worker_index() : 0);
+    winograd_correlate_images(src, SH, SW, CS, pad_t, pad_l, U, ldu, bias, relu, out, OH, OW, FO, n0, n1,
+                              block_tiles, block);
+  });
+}
+
+}  // namespace detail
+
+/// output = conv(input, kernel) + bias [then ReLU], by Winograd F(2x2, 3x3).
+/// Needs winograd_applicable(g). Overwrites output.
+template <class T>
+void conv2d_winograd_forward(const Conv2DGeometry& g,
+                             const T* input,   // (N, H, W, C)
+                             const T* kernel,  // (3, 3, C, F)
+                             const T* bias,    // (F) or nullptr
+                             T* output,        // (N, OH, OW, F)
+                             WinogradWorkspace<T>& workspace, bool relu = false) {
+  detail::winograd_correlate<T>(g.N, input, g.H, g.W, g.C, static_cast<std::ptrdiff_t>(g.pad_top),
+                             static_cast<std::ptrdiff_t>(g.pad_left), kernel, g.C, g.F, false, bias, relu, output,
+                             g.OH, g.OW, g.F, workspace);
+}
+
+/// grad_input = d(sum output * grad_output)/d input, by Winograd F(2x2, 3x3)
+/// on grad_output and the rotated kernel. Needs winograd_applicable(g).
+/// Overwrites grad_input.
+template <class T>
+void conv2d_winograd_backward_data(const Conv2DGeometry& g,
+                                   const T* grad_output,  // (N, OH, OW, F)
+                                   const T* kernel,       // (3, 3, C, F)
+                                   T* grad_input,         // (N, H, W, C)
+                                   WinogradWorkspace<T>& workspace) {
+  // grad_input[h][w] reads grad_output[h - (2 - pad_top) + u'] for u' in 0..2.
+  detail::winograd_correlate<T>(g.N, grad_output, g.OH, g.OW, g.F, 2 - static_cast<std::ptrdiff_t>(g.pad_top),
+                             2 - static_cast<std::ptrdiff_t>(g.pad_left), kernel, g.C, g.F, true, nullptr, false,
+                             grad_input, g.H, g.W, g.C, workspace);
+}
+
+/// grad_kernel and grad_bias (skipped when nullptr) of the convolution, by
+/// differentiating Winograd F(2x2, 3x3) (see the top of the file). Needs
+/// winograd_applicable(g). Both overwritten; the same bits with any thread count.
+template <class T>
+void conv2d_winograd_backward_weights(const Conv2DGeometry& g,
+                                      const T* input,        // (N, H, W, C)
+                                      const T* grad_output,  // (N, OH, OW, F)
+                                      T* grad_kernel,        // (3, 3, C, F)
+                                      T* grad_bias,          // (F) or nullptr
+                                      WinogradWorkspace<T>& workspace) {
+  const WinogradTiling tiling = winograd_tiling(g.OH, g.OW);
+  const std::size_t ldv = gemm_padded_columns<T>(g.C), ldm = gemm_padded_columns<T>(g.F);
+  const std::size_t block_tiles = winograd_block_tiles<T>(ldv, ldm);
+  const std::size_t chunks = std::min(g.N, kWinogradWeightChunks);
+  const std::size_t per_chunk = (g.N + chunks - 1) / chunks;
+  const std::size_t used_chunks = (g.N + per_chunk - 1) / per_chunk;
+  const std::size_t workers = parallel_workers(static_cast<std::ptrdiff_t>(used_chunks));
+  const std::size_t dU_size = 16 * g.C * ldm;  // (16, C, padded F)
+  workspace.reserve_blocks(block_tiles * 16 * (ldv + ldm), workers);
+  workspace.reserve_partials(dU_size + g.F, used_chunks);
+  const std::size_t pixels = g.OH * g.OW;
+
+  // 1. Each chunk: its partial dU (16, C, padded F) and bias gradient (F).
+  parallel_for(static_cast<std::ptrdiff_t>(used_chunks), [&](std::ptrdiff_t chunk) {
+    const std::size_t n0 = static_cast<std::size_t>(chunk) * per_chunk, n1 = std::min(g.N, n0 + per_chunk);
+    T* block = workspace.block(workers > 1 ? parallel_worker_index() : 0);
+    T* V = block;                           // (block_tiles, 16, ldv)
+    T* dM = block + block_tiles * 16 * ldv;  // (block_tiles, 16, ldm)
+    T* dU = workspace.partial(static_cast<std::size_t>(chunk));
+    const std::size_t tiles = (n1 - n0) * tiling.per_image();
+    for (std::size_t t0 = 0; t0 < tiles; t0 += block_tiles) {
+      const std::size_t count = std::min(block_tiles, tiles - t0);
+      detail::winograd_input_transform(input, g.H, g.W, g.C, static_cast<std::ptrdiff_t>(g.pad_top),
+                                       static_cast<std::ptrdiff_t>(g.pad_left), tiling, n0, t0, count, V, ldv);
+      detail::winograd_output_gradient_transform(grad_output, g.OH, g.OW, g.F, tiling, n0, t0, count, dM, ldm);
+      GemmEpilogue<T> epilogue;
+      epilogue.accumulate = t0 > 0;  // continue the chain of the chunk's earlier blocks
+      for (std::size_t xi = 0; xi < 16; ++xi)
+        gemm_prepacked(g.C, ldm, count, V + xi * ldv, 16 * ldv, true, dM + xi * ldm, 16 * ldm,
+                       dU + xi * g.C * ldm, ldm, epilogue);
+    }
+    if (grad_bias) {  // row by row, in order
+      T* bias_part = dU + dU_size;
+      const T* go = grad_output + n0 * pixels * g.F;
+      std::memcpy(bias_part, go, g.F * sizeof(T));
+      for (std::size_t r = 1; r < (n1 - n0) * pixels; ++r)
+        for (std::size_t f = 0; f < g.F; ++f) bias_part[f] += go[r * g.F + f];
+    }
+  });
+
+  // 2. Sum the partials in chunk order (serial: 16 C F values per chunk),
+  // then grad_kernel = G^T dU G in double.
+  T* dU = workspace.partial(0);
+  for (std::size_t c = 1; c < used_chunks; ++c) {
+    const T* part = workspace.partial(c);
+    for (std::size_t i = 0; i < dU_size + g.F; ++i) dU[i] += part[i];
+  }
+  for (std::size_t c = 0; c < g.C; ++c)
+    for (std::size_t f = 0; f < g.F; ++f) {
+      double d[4][4];
+      for (std::size_t xi = 0; xi < 16; ++xi) d[xi / 4][xi % 4] = static_cast<double>(dU[(xi * g.C + c) * ldm + f]);
+      double gd[3][4];  // G^T dU
+      for (std::size_t j = 0; j < 4; ++j) {
+        gd[0][j] = d[0][j] + 0.5 * (d[1][j] + d[2][j]);
+        gd[1][j] = 0.5 * (d[1][j] - d[2][j]);
+        gd[2][j] = 0.5 * (d[1][j] + d[2][j]) + d[3][j];
+      }
+      for (std::size_t u = 0; u < 3; ++u) {  // (G^T dU) G
+        const double row[3] = {gd[u][0] + 0.5 * (gd[u][1] + gd[u][2]), 0.5 * (gd[u][1] - gd[u][2]),
+                               0.5 * (gd[u][1] + gd[u][2]) + gd[u][3]};
+        for (std::size_t v = 0; v < 3; ++v) grad_kernel[((u * 3 + v) * g.C + c) * g.F + f] = static_cast<T>(row[v]);
+      }
+    }
+  if (grad_bias) std::memcpy(grad_bias, dU + dU_size, g.F * sizeof(T));
+}
+
+}  // namespace lamina::kernels
