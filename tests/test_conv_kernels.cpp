@@ -144,15 +144,17 @@ void check_close(const char* what, const std::vector<T>& fast, const std::vector
 const char* gemm_name(Conv2DGemm gemm) { return gemm == Conv2DGemm::lamina ? "lamina" : "eigen"; }
 
 template <class T>
-void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina) {
-  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm));
+void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina,
+                              Conv2DAlgorithm algorithm = Conv2DAlgorithm::im2col) {
+  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm)
+         << ", algorithm " << to_string(algorithm));
   const Conv2DGeometry g = c.geometry();
   Rng rng(seed);
   const auto input = random_values<T>(g.input_size(), rng);
   const auto kernel = random_values<T>(g.kernel_size(), rng);
   const auto bias = random_values<T>(g.F, rng);
   const auto grad_output = random_values<T>(g.output_size(), rng);
-  Conv2DWorkspace<T> ws(gemm, Conv2DAlgorithm::im2col);
+  Conv2DWorkspace<T> ws(gemm, algorithm);
 
   // Forward, with and without bias.
   {
@@ -285,8 +287,10 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 template <class T>
-void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina) {
-  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm));
+void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina,
+                                   Conv2DAlgorithm algorithm = Conv2DAlgorithm::im2col) {
+  INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm)
+         << ", algorithm " << to_string(algorithm));
   const Conv2DGeometry g = c.geometry();
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   INFO("chunks " << chunking.chunks << " of " << chunking.images_per_chunk << " images");
@@ -298,7 +302,7 @@ void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm
   const auto grad_output = random_values<T>(g.output_size(), rng);
 
   const int saved = num_threads();
-  Conv2DWorkspace<T> ws1(gemm, Conv2DAlgorithm::im2col), ws2(gemm, Conv2DAlgorithm::im2col);
+  Conv2DWorkspace<T> ws1(gemm, algorithm), ws2(gemm, algorithm);
   set_num_threads(1);
   const Results<T> one = run_fast(g, input, kernel, bias, grad_output, ws1);
   set_num_threads(2);
@@ -652,4 +656,42 @@ TEST_CASE("Fast Conv2D called from the caller's own parallel region runs seriall
     CHECK(same_bits(r.grad_kernel, outside.grad_kernel));
     CHECK(same_bits(r.grad_bias, outside.grad_bias));
   }
+}
+
+// One-channel 3x3 layers with F a multiple of the batch size: the direct
+// kernels (forward, backward weights; backward data stays im2col): odd sizes,
+// strides 1 to 4 (mixed too), both paddings, one and several filter panels.
+TEST_CASE("The direct kernels of one-channel 3x3 layers match the naive reference, with 1 thread or 2") {
+  constexpr std::size_t Wf = xsimd::batch<float>::size, Wd = xsimd::batch<double>::size;
+  const std::vector<Case> float_cases = {
+      {3, 7, 7, 1, Wf, 3, 3, 1, 1, Padding::same},       {3, 9, 8, 1, 3 * Wf, 3, 3, 2, 2, Padding::valid},
+      {2, 28, 28, 1, 2 * Wf, 3, 3, 1, 1, Padding::same}, {2, 28, 28, 1, 4 * Wf, 3, 3, 4, 4, Padding::valid},
+      {4, 3, 3, 1, 2 * Wf, 3, 3, 1, 3, Padding::same},   {2, 5, 11, 1, Wf, 3, 3, 3, 1, Padding::same},
+  };
+  const std::vector<Case> double_cases = {
+      {3, 7, 7, 1, Wd, 3, 3, 1, 1, Padding::same},
+      {3, 9, 8, 1, 3 * Wd, 3, 3, 2, 2, Padding::valid},
+  };
+  std::uint64_t seed = 1300;
+  for (const Case& c : float_cases) {
+    Conv2DWorkspace<float> ws;
+    REQUIRE(conv2d_uses_direct(c.geometry(), ws));
+    check_fast_against_naive<float>(c, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+  }
+  for (const Case& c : double_cases) check_fast_against_naive<double>(c, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+  // Several chunks (300 images), so that the partials' reduction runs.
+  const Case chunked{300, 28, 28, 1, 2 * Wf, 3, 3, 1, 1, Padding::same};
+  check_fast_against_naive<float>(chunked, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+  check_thread_count_invariance<float>(chunked, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+
+  // Not taken: F not a multiple of the batch size, two channels, a 5x5
+  // kernel, the im2col algorithm or Eigen's GEMM.
+  Conv2DWorkspace<float> ws;
+  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf + 1, 3, 3, 1, 1, Padding::same), ws));
+  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 2, Wf, 3, 3, 1, 1, Padding::same), ws));
+  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 5, 5, 1, 1, Padding::same), ws));
+  ws.set_algorithm(Conv2DAlgorithm::im2col);
+  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 3, 3, 1, 1, Padding::same), ws));
+  Conv2DWorkspace<float> eigen(Conv2DGemm::eigen);
+  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 3, 3, 1, 1, Padding::same), eigen));
 }

@@ -44,6 +44,9 @@ TEST_CASE("Conv2D gradient checks on odd geometries") {
       {5, 1, 1, Padding::valid, Activation::none, Shape{3, 4, 3, 3}},
       {2, 5, 2, Padding::valid, Activation::none, Shape{1, 9, 9, 2}},
       {17, 3, 1, Padding::same, Activation::relu, Shape{2, 5, 5, 3}},
+      // One channel, 3x3, filters a multiple of the SIMD batch: the direct kernels.
+      {xsimd::batch<double>::size, 3, 1, Padding::same, Activation::relu, Shape{2, 5, 7, 1}},
+      {2 * xsimd::batch<double>::size, 3, 2, Padding::valid, Activation::none, Shape{2, 7, 6, 1}},
   };
   for (const Case& c : cases) {
     Conv2D<double> conv(c.filters, c.kernel, c.stride, c.padding, c.activation);
