@@ -688,6 +688,33 @@ TEST_CASE("Dropout: seeds, streams and threads") {
   CHECK(same_bits<float>(m1.view(), mask_of(t2).view()));
 }
 
+TEST_CASE("Dropout: unit i is kept when the uniform of its counter-based draw is >= rate") {
+  // The definition at the top of dropout.hpp, recomputed in double: the key is
+  // the stream's next draw, the uniform (h >> 11) * 2^-53. Rates whose
+  // threshold is not a whole number of 2^-53 steps check the integer compare.
+  for (double rate : {0.25, 0.5, 0.3, 0.1 + 1e-17}) {
+    INFO("rate " << rate);
+    Dropout<float> d(rate, 99);
+    d.build(Shape{3000});
+    const Tensor<float> x = random_tensor<float>(Shape{7, 3000}, 5, 0.5, 1.5);
+    Rng replay = *d.rng();
+    const std::uint64_t key = replay.next_u64();
+    d.forward(x.view(), Mode::train);
+    const float scale = static_cast<float>(1.0 / (1.0 - rate));
+    std::size_t mismatches = 0, kept = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double uniform = static_cast<double>(Dropout<float>::unit_draw(key, i) >> 11) * 0x1.0p-53;
+      const float expected = uniform >= rate ? scale : 0.0f;
+      if (d.mask()[i] != expected) ++mismatches;
+      if (expected != 0.0f) ++kept;
+    }
+    CHECK(mismatches == 0);
+    // 21000 units: the kept fraction is within 5 standard deviations of 1 - rate.
+    const double p = 1.0 - rate, sd = std::sqrt(p * rate / 21000.0);
+    CHECK(std::fabs(double(kept) / 21000.0 - p) < 5 * sd);
+  }
+}
+
 TEST_CASE("Dropout: rate 0 keeps everything") {
   Dropout<double> d(0.0, 1);
   d.build(Shape{5});

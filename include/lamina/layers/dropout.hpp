@@ -15,11 +15,18 @@
 //     (forking leaves the caller's rng untouched). A Dropout used alone and
 //     never initialized draws from Rng(0).
 // Every training forward takes ONE 64-bit draw from the stream as that step's
-// key; chunk k of the mask (fixed chunks of kElementsPerChunk units) is drawn
-// serially from Rng(key).fork(k). So the mask depends only on the stream state
-// and the tensor size, never on the thread count, and the stream advances by
-// exactly one draw per training step. A unit is kept when its uniform draw in
-// [0, 1) is >= rate. rate 0 draws nothing and keeps every unit.
+// key. Unit i's draw is then a pure function of the key and i: the SplitMix64
+// output for the Weyl sequence started at the key,
+//     h(i) = mix64(key + (i + 1) * 0x9E3779B97F4A7C15)
+// (Steele, Lea & Flood, OOPSLA 2014; the generator that seeds xoshiro), and
+// the unit is kept when its uniform (h(i) >> 11) * 2^-53 in [0, 1) is >= rate,
+// compared exactly as the integer h(i) >> 11 >= ceil(rate * 2^53). So the mask
+// depends only on the stream state and the unit's index, never on the thread
+// count or the chunking, and the stream advances by exactly one draw per
+// training step. Being counter-based, the draws vectorise: a stream per chunk
+// (the previous scheme, xoshiro's serial state) cost 4 ns per unit, a third of
+// a MaxPool + Dropout block's time in the reference CNN. rate 0 draws nothing
+// and keeps every unit.
 #pragma once
 
 #include <algorithm>
@@ -40,8 +47,8 @@ namespace lamina {
 template <class T>
 class Dropout final : public Layer<T> {
  public:
-  /// Units of mask per work chunk (and per forked stream): a fixed split, never
-  /// derived from the thread count.
+  /// Units of mask per work chunk: a fixed split, never derived from the
+  /// thread count (the mask does not depend on it either).
   static constexpr std::size_t kElementsPerChunk = std::size_t{1} << 14;
   /// Which fork of initialize()'s rng becomes the stream (when no seed is given).
   static constexpr std::uint64_t kStreamId = 0xD60F;
@@ -83,13 +90,20 @@ class Dropout final : public Layer<T> {
       std::copy(x, x + n, y);
       return output_.view();
     }
-    const Rng step(rng_.next_u64());  // this step's key: one draw from the stream
-    const double rate = rate_;
+    const std::uint64_t key = rng_.next_u64();  // this step's key: one draw from the stream
+    // uniform >= rate  <=>  (h >> 11) >= rate * 2^53 (exact: a power-of-two
+    // scaling), and the left side is an integer.
+    const auto threshold = static_cast<std::uint64_t>(std::ceil(std::ldexp(rate_, 53)));
     parallel_for(chunk_count(n, kElementsPerChunk), [&](std::ptrdiff_t k) {
       const std::size_t begin = static_cast<std::size_t>(k) * kElementsPerChunk;
       const std::size_t end = std::min(n, begin + kElementsPerChunk);
-      Rng chunk = step.fork(static_cast<std::uint64_t>(k));
-      for (std::size_t i = begin; i < end; ++i) mask[i] = chunk.uniform() >= rate ? keep_scale : T(0);
+      // Locals, not the captured references: a store to mask[i] could alias
+      // those, and the reloads keep GCC from vectorising the loop.
+      const std::uint64_t k_key = key, k_threshold = threshold;
+      const T k_keep = keep_scale;
+      T* k_mask = mask;
+      for (std::size_t i = begin; i < end; ++i)
+        k_mask[i] = (unit_draw(k_key, i) >> 11) >= k_threshold ? k_keep : T(0);
       for (std::size_t i = begin; i < end; ++i) y[i] = x[i] * mask[i];
     });
     return output_.view();
@@ -114,6 +128,14 @@ class Dropout final : public Layer<T> {
   }
 
   double rate() const noexcept { return rate_; }
+
+  /// Unit i's 64 random bits for the step key `key` (see the top of the file).
+  static std::uint64_t unit_draw(std::uint64_t key, std::uint64_t i) noexcept {
+    std::uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
   std::optional<std::uint64_t> seed() const noexcept { return seed_; }
   /// The scale factors of the last training forward (N, ...): 0 or 1 / (1 - rate).
   TensorView<const T> mask() const noexcept { return mask_.view(); }
