@@ -18,7 +18,9 @@
 //   with V = B^T d B per tile and channel, U = G g G^T per channel pair. A
 //   4x4 tile costs 16 C F multiply-adds for 4 outputs instead of 36 C F: the
 //   GEMMs do 2.25 times fewer flops than im2col + GEMM, and the transforms are
-//   additions only.
+//   additions (the kernel's also exact halvings; it is recomputed, in SIMD
+//   lanes, on every call, because the optimizer changes the kernel in place:
+//   at batch 1 it was half of an inference when it ran in double scalars).
 //
 //   backward data is the same computation: grad_input is the correlation of
 //   grad_output (padded by 2 - pad_top, 2 - pad_left) with the kernel rotated
@@ -119,7 +121,7 @@ class WinogradWorkspace {
  public:
   /// Bytes held (capacity).
   std::size_t capacity_bytes() const noexcept {
-    return (blocks_capacity_ + kernel_capacity_ + partials_capacity_) * sizeof(T);
+    return (blocks_capacity_ + kernel_capacity_ + partials_capacity_ + transposed_capacity_) * sizeof(T);
   }
 
   // --- used by the kernels -------------------------------------------------
@@ -135,6 +137,8 @@ class WinogradWorkspace {
     grow(partials_, partials_capacity_, partial_stride_ * chunks);
   }
   T* partial(std::size_t chunk) noexcept { return partials_.data() + chunk * partial_stride_; }
+  void reserve_transposed(std::size_t n) { grow(transposed_, transposed_capacity_, n); }
+  T* transposed() noexcept { return transposed_.data(); }
 
  private:
   static std::size_t round_up(std::size_t n) noexcept {
@@ -152,7 +156,8 @@ class WinogradWorkspace {
   Tensor<T> blocks_;    // (workers, block_stride_): V block then M block
   Tensor<T> kernel_;    // (16, rows, padded columns): the transformed kernel U, or dU
   Tensor<T> partials_;  // (chunks, partial_stride_): backward weights' partial dU and bias
-  std::size_t blocks_capacity_ = 0, kernel_capacity_ = 0, partials_capacity_ = 0;
+  Tensor<T> transposed_;  // (3, 3, F, C): the kernel for backward data's transform
+  std::size_t blocks_capacity_ = 0, kernel_capacity_ = 0, partials_capacity_ = 0, transposed_capacity_ = 0;
   std::size_t block_stride_ = 0, partial_stride_ = 0;
 };
 
@@ -331,35 +336,40 @@ void winograd_output_transform(const T* M, std::size_t ldm, const WinogradTiling
   }
 }
 
-// U (16, rows, ldu) = G g G^T, in double, rounded once. Not flipped: rows are
-// the input channels c, columns the filters f (forward). flipped: the kernel
-// rotated by 180 degrees with its channel axes swapped (backward data): rows
-// are the filters f, columns the channels c. Columns past the last are zero.
+// U (16, rows, ldu) = G g G^T in T, vectorised over the columns, the same
+// operations in a fixed order for every element (the halves are exact). Not
+// flipped: rows are the input channels c, columns the filters f (forward),
+// read from kernel (3, 3, rows, cols). flipped: the kernel rotated by 180
+// degrees with its channel axes swapped (backward data): rows are the filters
+// f, columns the channels c; the caller passes the kernel transposed to
+// (3, 3, F, C) so that the columns are contiguous, and the taps are read
+// mirrored. Columns past the last are zero.
 template <class T>
-void winograd_kernel_transform(const T* kernel, std::size_t C, std::size_t F, bool flipped, T* U,
+void winograd_kernel_transform(const T* kernel, std::size_t rows, std::size_t cols, bool flipped, T* U,
                                std::size_t ldu) {
-  const std::size_t rows = flipped ? F : C, cols = flipped ? C : F;
-  std::fill(U, U + 16 * rows * ldu, T(0));
+  using Batch = xsimd::batch<T>;
+  constexpr std::size_t W = Batch::size;
+  const Batch half(T(0.5));
   for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t q = 0; q < cols; ++q) {
-      const std::size_t c = flipped ? q : r, f = flipped ? r : q;
-      double g[3][3];
+    for (std::size_t q = 0; q < ldu; q += W) {
+      const std::size_t valid = q < cols ? std::min(W, cols - q) : 0;
+      Batch g[3][3];
       for (std::size_t u = 0; u < 3; ++u)
         for (std::size_t v = 0; v < 3; ++v) {
           const std::size_t ku = flipped ? 2 - u : u, kv = flipped ? 2 - v : v;
-          g[u][v] = static_cast<double>(kernel[((ku * 3 + kv) * C + c) * F + f]);
+          g[u][v] = winograd_load(valid ? kernel + ((ku * 3 + kv) * rows + r) * cols + q : nullptr, valid);
         }
-      double gg[4][3];  // G g
+      Batch gg[4][3];  // G g
       for (std::size_t v = 0; v < 3; ++v) {
         gg[0][v] = g[0][v];
-        gg[1][v] = 0.5 * (g[0][v] + g[1][v] + g[2][v]);
-        gg[2][v] = 0.5 * (g[0][v] - g[1][v] + g[2][v]);
+        gg[1][v] = (g[0][v] + g[1][v] + g[2][v]) * half;
+        gg[2][v] = (g[0][v] - g[1][v] + g[2][v]) * half;
         gg[3][v] = g[2][v];
       }
       for (std::size_t i = 0; i < 4; ++i) {  // (G g) G^T
-        const double row[4] = {gg[i][0], 0.5 * (gg[i][0] + gg[i][1] + gg[i][2]),
-                               0.5 * (gg[i][0] - gg[i][1] + gg[i][2]), gg[i][2]};
-        for (std::size_t j = 0; j < 4; ++j) U[((4 * i + j) * rows + r) * ldu + q] = static_cast<T>(row[j]);
+        const Batch row[4] = {gg[i][0], (gg[i][0] + gg[i][1] + gg[i][2]) * half,
+                              (gg[i][0] - gg[i][1] + gg[i][2]) * half, gg[i][2]};
+        for (std::size_t j = 0; j < 4; ++j) row[j].store_unaligned(U + ((4 * i + j) * rows + r) * ldu + q);
       }
     }
 }
@@ -404,7 +414,16 @@ void winograd_correlate(std::size_t N, const T* src, std::size_t SH, std::size_t
                         std::size_t FO, WinogradWorkspace<T>& workspace) {
   const std::size_t ldv = gemm_padded_columns<T>(CS), ldu = gemm_padded_columns<T>(FO);
   workspace.reserve_kernel(16 * CS * ldu);
-  winograd_kernel_transform(kernel, C, F, flipped, workspace.kernel(), ldu);
+  if (flipped) {  // the kernel (3, 3, C, F) transposed to (3, 3, F, C)
+    workspace.reserve_transposed(9 * C * F);
+    T* transposed = workspace.transposed();
+    for (std::size_t t = 0; t < 9; ++t)
+      for (std::size_t c = 0; c < C; ++c)
+        for (std::size_t f = 0; f < F; ++f) transposed[(t * F + f) * C + c] = kernel[(t * C + c) * F + f];
+    winograd_kernel_transform(static_cast<const T*>(transposed), F, C, true, workspace.kernel(), ldu);
+  } else {
+    winograd_kernel_transform(kernel, C, F, false, workspace.kernel(), ldu);
+  }
   const WinogradTiling tiling = winograd_tiling(OH, OW);
   const std::size_t block_tiles = winograd_block_tiles<T>(ldv, ldu);
   const std::size_t per_chunk = winograd_images_per_chunk(N, tiling.per_image(), block_tiles);
