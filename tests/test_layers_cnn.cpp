@@ -242,6 +242,39 @@ TEST_CASE("BatchNormalization float: a large offset costs no precision") {
   CHECK(s2 / 4096 == Approx(vx / (vx + 1e-3)).epsilon(1e-4));
 }
 
+TEST_CASE("BatchNormalization: one-pass statistics about the first row keep the variance with an outlier first") {
+  // The worst case of the shifted one-pass variance (see batchnorm.hpp): the
+  // first row far from all the others. var >= (x0 - mean)^2 / m bounds the
+  // cancellation by log10(m) digits; compare with a two-pass long double
+  // reference through the moving variance (momentum 0: it is the batch's).
+  BatchNormalization<double> bn(0.0);
+  auto store = bind_alone<double>(bn, Shape{2});
+  const std::size_t m = 5000;
+  Tensor<double> x(Shape{m, 2});
+  Rng rng(8);
+  for (std::size_t r = 0; r < m; ++r) {
+    x[r * 2] = 1.0 + rng.uniform(-1e-3, 1e-3);    // channel 0: small spread
+    x[r * 2 + 1] = rng.uniform(-1.0, 1.0) * 1e6;  // channel 1: large values
+  }
+  x[0] = 1e4;  // an outlier first row in channel 0
+  bn.forward(x.view(), Mode::train);
+  for (std::size_t c = 0; c < 2; ++c) {
+    long double mean = 0, var = 0;
+    for (std::size_t r = 0; r < m; ++r) mean += x[r * 2 + c];
+    mean /= m;
+    for (std::size_t r = 0; r < m; ++r) var += (x[r * 2 + c] - mean) * (x[r * 2 + c] - mean);
+    var /= m;
+    INFO("channel " << c);
+    // Relative to the variance, and to the standard deviation for the mean
+    // (what the normalised output depends on); a float model needs about 1e-7.
+    const double var_error = std::fabs(double(bn.buffers()[1][c]) - double(var)) / double(var);
+    const double mean_error = std::fabs(double(bn.buffers()[0][c]) - double(mean)) / std::sqrt(double(var));
+    INFO("variance error " << var_error << ", mean error / std " << mean_error);
+    CHECK(var_error <= 1e-10);
+    CHECK(mean_error <= 1e-12);
+  }
+}
+
 TEST_CASE("Gradient checks: BatchNormalization") {
   SECTION("train, images (N, H, W, C)") {
     BatchNormalization<double> bn;
