@@ -232,7 +232,9 @@ class Dense final : public Layer<T> {
  private:
   // Fixed work split (never derived from the thread count: see core/threads.hpp).
   static constexpr std::size_t kRowsPerChunk = 64;
-  static constexpr std::size_t kWeightRowsPerChunk = 64;
+  // dW rows per chunk: 784 inputs make 33 chunks (17 + 16 on two threads; 64
+  // rows made 13, 7 + 6), each still 4 full 6-row tiles of lamina's GEMM.
+  static constexpr std::size_t kWeightRowsPerChunk = 24;
   static constexpr std::size_t kPackRowsPerChunk = 64;
 
   // packed (rows, padded cols) = B (rows, cols) or, with trans, the transpose
