@@ -328,3 +328,65 @@ TEST_CASE("predict() computes with the model's Conv2D algorithm") {
     CHECK(std::memcmp(expected.data(), predicted.data(), predicted.size() * sizeof(float)) == 0);
   }
 }
+
+TEST_CASE("A ReLU mask fused into the backward kernels gives the bits of activation_backward first") {
+  // Winograd (both passes) and the direct kernels (backward weights): the
+  // kernels read relu_output > 0 ? grad_output : 0 where they load the
+  // gradient, which must equal masking the whole gradient first.
+  struct Fused {
+    Conv2DGeometry g;
+    bool input_gradient;
+  };
+  constexpr std::size_t W = xsimd::batch<float>::size;
+  const Fused cases[] = {
+      {{5, 8, 8, 16, 32, 3, 3, 1, 1, Padding::same}, true},
+      {{3, 9, 6, 17, 33, 3, 3, 1, 1, Padding::same}, true},
+      {{20, 13, 11, 16, 16, 3, 3, 1, 1, Padding::valid}, true},
+      {{37, 9, 8, 1, 2 * W, 3, 3, 1, 1, Padding::same}, false},  // one channel: the direct kernels
+  };
+  std::uint64_t seed = 1500;
+  for (const Fused& c : cases) {
+    const Conv2DGeometry& g = c.g;
+    INFO(describe(g));
+    Conv2DWorkspace<float> ws;
+    ws.set_algorithm(g.C == 1 ? Conv2DAlgorithm::automatic : Conv2DAlgorithm::winograd);
+    REQUIRE(conv2d_fuses_relu_backward(g, ws, c.input_gradient));
+    Rng rng(seed++);
+    const auto x = random_values<float>(g.input_size(), rng);
+    const auto k = random_values<float>(g.kernel_size(), rng);
+    const auto out = random_values<float>(g.output_size(), rng);  // about half of it masked
+    const auto dy = random_values<float>(g.output_size(), rng);
+    std::vector<float> masked(g.output_size());
+    activation_backward(Activation::relu, out.data(), dy.data(), masked.data(), masked.size());
+
+    Passes<float> first{std::vector<float>(g.output_size()), std::vector<float>(g.input_size()),
+                        std::vector<float>(g.kernel_size()), std::vector<float>(g.F)};
+    Passes<float> fused = first;
+    conv2d_backward_weights(g, x.data(), masked.data(), first.grad_kernel.data(), first.grad_bias.data(), ws);
+    conv2d_backward_weights(g, x.data(), dy.data(), fused.grad_kernel.data(), fused.grad_bias.data(), ws,
+                            out.data());
+    CHECK(same_bits(first.grad_kernel, fused.grad_kernel));
+    CHECK(same_bits(first.grad_bias, fused.grad_bias));
+    CHECK_FALSE(same_bits(first.grad_kernel, std::vector<float>(g.kernel_size())));
+    if (c.input_gradient) {
+      conv2d_backward_data(g, masked.data(), k.data(), first.grad_input.data(), ws);
+      conv2d_backward_data(g, dy.data(), k.data(), fused.grad_input.data(), ws, out.data());
+      CHECK(same_bits(first.grad_input, fused.grad_input));
+    }
+    // Unmasked, the results differ: the mask is really applied.
+    std::vector<float> unmasked(g.kernel_size()), unmasked_bias(g.F);
+    conv2d_backward_weights(g, x.data(), dy.data(), unmasked.data(), unmasked_bias.data(), ws);
+    CHECK_FALSE(same_bits(unmasked, fused.grad_kernel));
+  }
+
+  // The im2col kernels refuse a mask, naming the function.
+  const Conv2DGeometry g(2, 7, 7, 3, 5, 3, 3, 2, 2, Padding::same);
+  Conv2DWorkspace<float> ws;
+  REQUIRE_FALSE(conv2d_fuses_relu_backward(g, ws, false));
+  std::vector<float> x(g.input_size()), k(g.kernel_size()), dy(g.output_size()), out(g.output_size());
+  std::vector<float> dx(g.input_size()), dk(g.kernel_size());
+  CHECK_THROWS_AS(conv2d_backward_data(g, dy.data(), k.data(), dx.data(), ws, out.data()), ArgumentError);
+  CHECK_THROWS_WITH(conv2d_backward_weights(g, x.data(), dy.data(), dk.data(), static_cast<float*>(nullptr), ws,
+                                            out.data()),
+                    Catch::StartsWith("conv2d_backward_weights: a fused ReLU's output is only accepted"));
+}

@@ -750,8 +750,8 @@ void conv2d_direct_forward(const Conv2DGeometry& g, const T* input, std::size_t 
 // element over the pixels (n, oh, ow) in order. Overwrites grad_kernel.
 template <class T, std::size_t NV>
 inline void conv2d_direct_weights_panel(const Conv2DGeometry& g, const T* input, const T* grad_output,
-                                        std::size_t n0, std::size_t n1, std::size_t f0, T* grad_kernel,
-                                        T* scratch) {
+                                        const T* mask, std::size_t n0, std::size_t n1, std::size_t f0,
+                                        T* grad_kernel, T* scratch) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t W = Batch::size;
   const std::size_t PW = (g.OW - 1) * g.sw + 3;
@@ -764,11 +764,19 @@ inline void conv2d_direct_weights_panel(const Conv2DGeometry& g, const T* input,
     conv2d_direct_pad_image(g, input, n, scratch);
     for (std::size_t oh = 0; oh < g.OH; ++oh) {
       const T* row0 = scratch + oh * g.sh * PW;
-      const T* dy_row = grad_output + (n * g.OH + oh) * g.OW * g.F + f0;
+      const std::size_t row_at = (n * g.OH + oh) * g.OW * g.F + f0;
+      const T* dy_row = grad_output + row_at;
+      const T* mask_row = mask ? mask + row_at : nullptr;
       for (std::size_t ow = 0; ow < g.OW; ++ow) {
         Batch dy[NV];
 #pragma GCC unroll 4
         for (std::size_t v = 0; v < NV; ++v) dy[v] = Batch::load_unaligned(dy_row + ow * g.F + v * W);
+        if (mask_row) {
+          const Batch zero(T(0));
+#pragma GCC unroll 4
+          for (std::size_t v = 0; v < NV; ++v)
+            dy[v] = xsimd::select(Batch::load_unaligned(mask_row + ow * g.F + v * W) > zero, dy[v], zero);
+        }
         const T* x = row0 + ow * g.sw;
 #pragma GCC unroll 3
         for (std::size_t kh = 0; kh < 3; ++kh)
@@ -788,14 +796,14 @@ inline void conv2d_direct_weights_panel(const Conv2DGeometry& g, const T* input,
 }
 
 template <class T>
-void conv2d_direct_weights(const Conv2DGeometry& g, const T* input, const T* grad_output, std::size_t n0,
-                           std::size_t n1, T* grad_kernel, T* scratch) {
+void conv2d_direct_weights(const Conv2DGeometry& g, const T* input, const T* grad_output, const T* mask,
+                           std::size_t n0, std::size_t n1, T* grad_kernel, T* scratch) {
   constexpr std::size_t W = xsimd::batch<T>::size;
   for (std::size_t f0 = 0; f0 < g.F; f0 += 2 * W) {
     if (f0 + 2 * W <= g.F)
-      conv2d_direct_weights_panel<T, 2>(g, input, grad_output, n0, n1, f0, grad_kernel, scratch);
+      conv2d_direct_weights_panel<T, 2>(g, input, grad_output, mask, n0, n1, f0, grad_kernel, scratch);
     else
-      conv2d_direct_weights_panel<T, 1>(g, input, grad_output, n0, n1, f0, grad_kernel, scratch);
+      conv2d_direct_weights_panel<T, 1>(g, input, grad_output, mask, n0, n1, f0, grad_kernel, scratch);
   }
 }
 
@@ -827,6 +835,16 @@ bool conv2d_uses_winograd(const Conv2DGeometry& g, const Conv2DWorkspace<T>& wor
   }
   constexpr std::size_t W = xsimd::batch<T>::size;
   return g.C >= W && g.F >= W;
+}
+
+/// Whether conv2d_backward_weights (and, when input_gradient, also
+/// conv2d_backward_data) accept a relu_output for g with this workspace: the
+/// Winograd kernels read the ReLU mask where they load grad_output, and so
+/// do the direct kernels' backward weights; the im2col kernels do not (the
+/// Conv2D layer then runs activation_backward first).
+template <class T>
+bool conv2d_fuses_relu_backward(const Conv2DGeometry& g, const Conv2DWorkspace<T>& workspace, bool input_gradient) {
+  return conv2d_uses_winograd(g, workspace) || (!input_gradient && conv2d_uses_direct(g, workspace));
 }
 
 /// output = conv(input, kernel) + bias, then ReLU (v > 0 ? v : 0, exactly as
@@ -921,16 +939,26 @@ Conv2DGemm conv2d_backward_data_gemm(const Conv2DGeometry& g, Conv2DGemm gemm) {
 }
 
 /// grad_input = d(sum output * grad_output)/d input. Overwrites grad_input.
+/// relu_output: when not null, the output of a ReLU fused after this
+/// convolution, and grad_output the gradient after it: the kernel uses
+/// relu_output > 0 ? grad_output : 0 where it reads grad_output, the values
+/// activation_backward would have written, so the result has the same bits.
+/// Only where conv2d_fuses_relu_backward(g, workspace, true); an ArgumentError
+/// otherwise.
 template <class T>
 void conv2d_backward_data(const Conv2DGeometry& g,
                           const T* grad_output,  // (N, OH, OW, F)
                           const T* kernel,       // (KH, KW, C, F)
                           T* grad_input,         // (N, H, W, C)
-                          Conv2DWorkspace<T>& workspace) {
+                          Conv2DWorkspace<T>& workspace,
+                          const T* relu_output = nullptr) {  // (N, OH, OW, F) or nullptr
   if (conv2d_uses_winograd(g, workspace)) {
-    conv2d_winograd_backward_data(g, grad_output, kernel, grad_input, workspace.winograd());
+    conv2d_winograd_backward_data(g, grad_output, kernel, grad_input, workspace.winograd(), relu_output);
     return;
   }
+  if (relu_output)
+    throw ArgumentError("conv2d_backward_data: a fused ReLU's output is only accepted by the Winograd kernels "
+                        "(see conv2d_fuses_relu_backward); apply activation_backward first");
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();
@@ -975,11 +1003,16 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
                              const T* grad_output,  // (N, OH, OW, F)
                              T* grad_kernel,        // (KH, KW, C, F)
                              T* grad_bias,          // (F) or nullptr
-                             Conv2DWorkspace<T>& workspace) {
+                             Conv2DWorkspace<T>& workspace,
+                             const T* relu_output = nullptr) {  // (N, OH, OW, F) or nullptr
   if (conv2d_uses_winograd(g, workspace)) {
-    conv2d_winograd_backward_weights(g, input, grad_output, grad_kernel, grad_bias, workspace.winograd());
+    conv2d_winograd_backward_weights(g, input, grad_output, grad_kernel, grad_bias, workspace.winograd(),
+                                     relu_output);
     return;
   }
+  if (relu_output && !conv2d_uses_direct(g, workspace))
+    throw ArgumentError("conv2d_backward_weights: a fused ReLU's output is only accepted by the Winograd and "
+                        "direct kernels (see conv2d_fuses_relu_backward); apply activation_backward first");
   const Conv2DChunking chunking = conv2d_chunking<T>(g);
   const std::size_t workers = Conv2DWorkspace<T>::worker_count(chunking);
   const bool pointwise = g.is_pointwise();
@@ -1014,7 +1047,8 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
     const T* go = grad_output + row0 * g.F;  // (rows, F)
     T* kernel_part = single ? grad_kernel : workspace.partial(static_cast<std::size_t>(chunk));  // (K, F)
     if (direct) {
-      detail::conv2d_direct_weights(g, input, grad_output, n0, n1, kernel_part, workspace.columns(worker));
+      detail::conv2d_direct_weights(g, input, grad_output, relu_output, n0, n1, kernel_part,
+                                    workspace.columns(worker));
     } else if (use_lamina) {
       // (K, F) = cols^T (K, rows) x go (rows, F): one chain of FMAs over the rows per element.
       const T* b = go;
@@ -1038,14 +1072,8 @@ void conv2d_backward_weights(const Conv2DGeometry& g,
     T* bias_part = !grad_bias ? nullptr
                    : single   ? grad_bias
                               : workspace.partial(static_cast<std::size_t>(chunk)) + KF;
-    if (bias_part) {
-      // Row by row, in order; vectorised across F only.
-      std::memcpy(bias_part, go, g.F * sizeof(T));
-      for (std::size_t r = 1; r < rows; ++r) {
-        const T* row = go + r * g.F;
-        for (std::size_t f = 0; f < g.F; ++f) bias_part[f] += row[f];
-      }
-    }
+    if (bias_part)  // row by row, in order; vectorised across F only
+      detail::column_sums(go, relu_output ? relu_output + row0 * g.F : nullptr, rows, g.F, bias_part);
   });
   if (single) return;
 

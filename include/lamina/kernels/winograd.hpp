@@ -187,6 +187,24 @@ template <class T>
   std::memcpy(p, tmp, valid * sizeof(T));
 }
 
+// sums (F) = the column sums of rows (R, F), row by row in order; with a mask
+// (same layout), of mask > 0 ? rows : 0.
+template <class T>
+void column_sums(const T* rows, const T* mask, std::size_t R, std::size_t F, T* sums) {
+  std::fill(sums, sums + F, T(0));
+  if (R == 0) return;
+  for (std::size_t f = 0; f < F; ++f) sums[f] = !mask || mask[f] > T(0) ? rows[f] : T(0);
+  for (std::size_t r = 1; r < R; ++r) {
+    const T* row = rows + r * F;
+    if (mask) {
+      const T* m = mask + r * F;
+      for (std::size_t f = 0; f < F; ++f) sums[f] += m[f] > T(0) ? row[f] : T(0);
+    } else {
+      for (std::size_t f = 0; f < F; ++f) sums[f] += row[f];
+    }
+  }
+}
+
 // Where tile t of a run starting at image n0 sits: its image and the corner of
 // its 4x4 input patch (may be negative: the padding).
 struct WinogradTile {
@@ -200,11 +218,13 @@ inline WinogradTile winograd_tile(std::size_t n0, std::size_t t, const WinogradT
 
 // V (count, 16, ldv) = B^T d B for the tiles [t0, t0 + count) counted from
 // image n0's first tile. The source is (N, SH, SW, CS); patches start at
-// (2 th - pad_t, 2 tw - pad_l). Columns CS..ldv of V are zero.
+// (2 th - pad_t, 2 tw - pad_l). Columns CS..ldv of V are zero. With a mask
+// (same layout as the source: a fused ReLU's output), d is read as
+// mask > 0 ? src : 0, exactly as activation_backward computes it.
 template <class T>
 void winograd_input_transform(const T* src, std::size_t SH, std::size_t SW, std::size_t CS, std::ptrdiff_t pad_t,
                               std::ptrdiff_t pad_l, const WinogradTiling& tiling, std::size_t n0, std::size_t t0,
-                              std::size_t count, T* V, std::size_t ldv) {
+                              std::size_t count, T* V, std::size_t ldv, const T* mask = nullptr) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t W = Batch::size;
   for (std::size_t k = 0; k < count; ++k) {
@@ -212,14 +232,14 @@ void winograd_input_transform(const T* src, std::size_t SH, std::size_t SW, std:
     const std::ptrdiff_t y0 = 2 * static_cast<std::ptrdiff_t>(tile.tile_row) - pad_t;
     const std::ptrdiff_t x0 = 2 * static_cast<std::ptrdiff_t>(tile.tile_col) - pad_l;
     const T* pixel[4][4];  // the patch's pixels (CS channels each), null in the padding
+    std::size_t offset[4][4] = {};  // their offsets in the source (and the mask)
     for (std::ptrdiff_t i = 0; i < 4; ++i)
       for (std::ptrdiff_t j = 0; j < 4; ++j) {
         const std::ptrdiff_t y = y0 + i, x = x0 + j;
         const bool inside = y >= 0 && x >= 0 && y < static_cast<std::ptrdiff_t>(SH) &&
                             x < static_cast<std::ptrdiff_t>(SW);
-        pixel[i][j] = inside ? src + ((tile.image * SH + static_cast<std::size_t>(y)) * SW +
-                                      static_cast<std::size_t>(x)) * CS
-                             : nullptr;
+        offset[i][j] = inside ? ((tile.image * SH + static_cast<std::size_t>(y)) * SW + static_cast<std::size_t>(x)) * CS : 0;
+        pixel[i][j] = inside ? src + offset[i][j] : nullptr;
       }
     T* v = V + k * 16 * ldv;  // (16, ldv)
     for (std::size_t c = 0; c < ldv; c += W) {
@@ -229,6 +249,13 @@ void winograd_input_transform(const T* src, std::size_t SH, std::size_t SW, std:
       for (int i = 0; i < 4; ++i)
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) d[i][j] = winograd_load(valid && pixel[i][j] ? pixel[i][j] + c : nullptr, valid);
+      if (mask) {
+        const Batch zero(T(0));
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j)
+            if (valid && pixel[i][j])
+              d[i][j] = xsimd::select(winograd_load(mask + offset[i][j] + c, valid) > zero, d[i][j], zero);
+      }
       Batch t[4][4];  // B^T d
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
@@ -250,19 +277,23 @@ void winograd_input_transform(const T* src, std::size_t SH, std::size_t SW, std:
 
 // dM (count, 16, ldm) = A dY A^T for the same tiles, dY the tile's 2x2 pixels
 // of grad_output (N, OH, OW, F) (zero past the image). Columns F..ldm are zero.
+// With a mask (a fused ReLU's output, same layout), dY = mask > 0 ? grad : 0.
 template <class T>
 void winograd_output_gradient_transform(const T* grad_output, std::size_t OH, std::size_t OW, std::size_t F,
                                         const WinogradTiling& tiling, std::size_t n0, std::size_t t0,
-                                        std::size_t count, T* dM, std::size_t ldm) {
+                                        std::size_t count, T* dM, std::size_t ldm, const T* mask = nullptr) {
   using Batch = xsimd::batch<T>;
   constexpr std::size_t W = Batch::size;
   for (std::size_t k = 0; k < count; ++k) {
     const WinogradTile tile = winograd_tile(n0, t0 + k, tiling);
     const T* pixel[2][2];
+    const T* mask_pixel[2][2];
     for (std::size_t i = 0; i < 2; ++i)
       for (std::size_t j = 0; j < 2; ++j) {
         const std::size_t y = 2 * tile.tile_row + i, x = 2 * tile.tile_col + j;
-        pixel[i][j] = y < OH && x < OW ? grad_output + ((tile.image * OH + y) * OW + x) * F : nullptr;
+        const std::size_t at = ((tile.image * OH + y) * OW + x) * F;
+        pixel[i][j] = y < OH && x < OW ? grad_output + at : nullptr;
+        mask_pixel[i][j] = mask && pixel[i][j] ? mask + at : nullptr;
       }
     T* m = dM + k * 16 * ldm;  // (16, ldm)
     for (std::size_t f = 0; f < ldm; f += W) {
@@ -272,6 +303,13 @@ void winograd_output_gradient_transform(const T* grad_output, std::size_t OH, st
       for (int i = 0; i < 2; ++i)
 #pragma GCC unroll 2
         for (int j = 0; j < 2; ++j) y[i][j] = winograd_load(valid && pixel[i][j] ? pixel[i][j] + f : nullptr, valid);
+      if (mask) {
+        const Batch zero(T(0));
+        for (int i = 0; i < 2; ++i)
+          for (int j = 0; j < 2; ++j)
+            if (valid && mask_pixel[i][j])
+              y[i][j] = xsimd::select(winograd_load(mask_pixel[i][j] + f, valid) > zero, y[i][j], zero);
+      }
       Batch t[4][2];  // A dY
 #pragma GCC unroll 2
       for (int j = 0; j < 2; ++j) {
@@ -381,7 +419,7 @@ template <class T>
 void winograd_correlate_images(const T* src, std::size_t SH, std::size_t SW, std::size_t CS, std::ptrdiff_t pad_t,
                                std::ptrdiff_t pad_l, const T* U, std::size_t ldu, const T* bias, bool relu, T* out,
                                std::size_t OH, std::size_t OW, std::size_t FO, std::size_t n0, std::size_t n1,
-                               std::size_t block_tiles, T* block) {
+                               std::size_t block_tiles, T* block, const T* mask) {
   const WinogradTiling tiling = winograd_tiling(OH, OW);
   const std::size_t ldv = gemm_padded_columns<T>(CS);
   T* V = block;                             // (block_tiles, 16, ldv)
@@ -389,7 +427,7 @@ void winograd_correlate_images(const T* src, std::size_t SH, std::size_t SW, std
   const std::size_t tiles = (n1 - n0) * tiling.per_image();
   for (std::size_t t0 = 0; t0 < tiles; t0 += block_tiles) {
     const std::size_t count = std::min(block_tiles, tiles - t0);
-    winograd_input_transform(src, SH, SW, CS, pad_t, pad_l, tiling, n0, t0, count, V, ldv);
+    winograd_input_transform(src, SH, SW, CS, pad_t, pad_l, tiling, n0, t0, count, V, ldv, mask);
     for (std::size_t xi = 0; xi < 16; ++xi)
       gemm_prepacked(count, ldu, CS, V + xi * ldv, 16 * ldv, false, U + xi * CS * ldu, ldu, M + xi * ldu,
                      16 * ldu);
@@ -411,7 +449,7 @@ template <class T>
 void winograd_correlate(std::size_t N, const T* src, std::size_t SH, std::size_t SW, std::size_t CS,
                         std::ptrdiff_t pad_t, std::ptrdiff_t pad_l, const T* kernel, std::size_t C, std::size_t F,
                         bool flipped, const T* bias, bool relu, T* out, std::size_t OH, std::size_t OW,
-                        std::size_t FO, WinogradWorkspace<T>& workspace) {
+                        std::size_t FO, WinogradWorkspace<T>& workspace, const T* mask = nullptr) {
   const std::size_t ldv = gemm_padded_columns<T>(CS), ldu = gemm_padded_columns<T>(FO);
   workspace.reserve_kernel(16 * CS * ldu);
   if (flipped) {  // the kernel (3, 3, C, F) transposed to (3, 3, F, C)
@@ -435,7 +473,7 @@ void winograd_correlate(std::size_t N, const T* src, std::size_t SH, std::size_t
     const std::size_t n0 = static_cast<std::size_t>(chunk) * per_chunk, n1 = std::min(N, n0 + per_chunk);
     T* block = workspace.block(workers > 1 ? parallel_worker_index() : 0);
     winograd_correlate_images(src, SH, SW, CS, pad_t, pad_l, U, ldu, bias, relu, out, OH, OW, FO, n0, n1,
-                              block_tiles, block);
+                              block_tiles, block, mask);
   });
 }
 
@@ -457,29 +495,35 @@ void conv2d_winograd_forward(const Conv2DGeometry& g,
 
 /// grad_input = d(sum output * grad_output)/d input, by Winograd F(2x2, 3x3)
 /// on grad_output and the rotated kernel. Needs winograd_applicable(g).
-/// Overwrites grad_input.
+/// Overwrites grad_input. relu_output: when not null, the output of a ReLU
+/// fused after the convolution, and grad_output the gradient after it; the
+/// kernel then uses relu_output > 0 ? grad_output : 0 (activation_backward's
+/// values, so the same bits as masking first).
 template <class T>
 void conv2d_winograd_backward_data(const Conv2DGeometry& g,
                                    const T* grad_output,  // (N, OH, OW, F)
                                    const T* kernel,       // (3, 3, C, F)
                                    T* grad_input,         // (N, H, W, C)
-                                   WinogradWorkspace<T>& workspace) {
+                                   WinogradWorkspace<T>& workspace,
+                                   const T* relu_output = nullptr) {  // (N, OH, OW, F) or nullptr
   // grad_input[h][w] reads grad_output[h - (2 - pad_top) + u'] for u' in 0..2.
   detail::winograd_correlate<T>(g.N, grad_output, g.OH, g.OW, g.F, 2 - static_cast<std::ptrdiff_t>(g.pad_top),
                              2 - static_cast<std::ptrdiff_t>(g.pad_left), kernel, g.C, g.F, true, nullptr, false,
-                             grad_input, g.H, g.W, g.C, workspace);
+                             grad_input, g.H, g.W, g.C, workspace, relu_output);
 }
 
 /// grad_kernel and grad_bias (skipped when nullptr) of the convolution, by
 /// differentiating Winograd F(2x2, 3x3) (see the top of the file). Needs
 /// winograd_applicable(g). Both overwritten; the same bits with any thread count.
+/// relu_output: as for conv2d_winograd_backward_data.
 template <class T>
 void conv2d_winograd_backward_weights(const Conv2DGeometry& g,
                                       const T* input,        // (N, H, W, C)
                                       const T* grad_output,  // (N, OH, OW, F)
                                       T* grad_kernel,        // (3, 3, C, F)
                                       T* grad_bias,          // (F) or nullptr
-                                      WinogradWorkspace<T>& workspace) {
+                                      WinogradWorkspace<T>& workspace,
+                                      const T* relu_output = nullptr) {  // (N, OH, OW, F) or nullptr
   const WinogradTiling tiling = winograd_tiling(g.OH, g.OW);
   const std::size_t ldv = gemm_padded_columns<T>(g.C), ldm = gemm_padded_columns<T>(g.F);
   const std::size_t block_tiles = winograd_block_tiles<T>(ldv, ldm);
@@ -504,7 +548,8 @@ void conv2d_winograd_backward_weights(const Conv2DGeometry& g,
       const std::size_t count = std::min(block_tiles, tiles - t0);
       detail::winograd_input_transform(input, g.H, g.W, g.C, static_cast<std::ptrdiff_t>(g.pad_top),
                                        static_cast<std::ptrdiff_t>(g.pad_left), tiling, n0, t0, count, V, ldv);
-      detail::winograd_output_gradient_transform(grad_output, g.OH, g.OW, g.F, tiling, n0, t0, count, dM, ldm);
+      detail::winograd_output_gradient_transform(grad_output, g.OH, g.OW, g.F, tiling, n0, t0, count, dM, ldm,
+                                                 relu_output);
       GemmEpilogue<T> epilogue;
       epilogue.accumulate = t0 > 0;  // continue the chain of the chunk's earlier blocks
       for (std::size_t xi = 0; xi < 16; ++xi)
@@ -514,9 +559,8 @@ void conv2d_winograd_backward_weights(const Conv2DGeometry& g,
     if (grad_bias) {  // row by row, in order
       T* bias_part = dU + dU_size;
       const T* go = grad_output + n0 * pixels * g.F;
-      std::memcpy(bias_part, go, g.F * sizeof(T));
-      for (std::size_t r = 1; r < (n1 - n0) * pixels; ++r)
-        for (std::size_t f = 0; f < g.F; ++f) bias_part[f] += go[r * g.F + f];
+      const T* mask = relu_output ? relu_output + n0 * pixels * g.F : nullptr;
+      detail::column_sums(go, mask, (n1 - n0) * pixels, g.F, bias_part);
     }
   });
 

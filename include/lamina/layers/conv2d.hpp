@@ -91,15 +91,22 @@ class Conv2D final : public Layer<T> {
     const std::size_t n = input_.dim(0);
     this->check_grad_output(grad_output, n);
     const kernels::Conv2DGeometry g = geometry_.with_batch(n);
-    if (activation_ != Activation::none) grad_pre_activation_.resize(grad_output.shape());
-    // (N, OH, OW, F) gradient before the fused activation
-    const T* dy = activation_backward(activation_, output_.data(), grad_output.data(),
-                                      grad_pre_activation_.data(), grad_output.size());
+    // A fused ReLU's mask is applied inside the kernels where they read the
+    // gradient, when they can (Winograd, the direct kernels): the same values
+    // without a pass over the activations. Otherwise activation_backward first.
+    const bool fused_mask = activation_ == Activation::relu &&
+                            kernels::conv2d_fuses_relu_backward(g, workspace_, this->input_gradient_needed());
+    const T* relu_output = fused_mask ? output_.data() : nullptr;  // (N, OH, OW, F)
+    if (activation_ != Activation::none && !fused_mask) grad_pre_activation_.resize(grad_output.shape());
+    // (N, OH, OW, F) gradient before the fused activation (or after it, with relu_output)
+    const T* dy = fused_mask ? grad_output.data()
+                             : activation_backward(activation_, output_.data(), grad_output.data(),
+                                                   grad_pre_activation_.data(), grad_output.size());
     kernels::conv2d_backward_weights<T>(g, input_.data(), dy, this->grad(0).data(),
-                                        use_bias_ ? this->grad(1).data() : nullptr, workspace_);
+                                        use_bias_ ? this->grad(1).data() : nullptr, workspace_, relu_output);
     if (!this->input_gradient_needed()) return {};
     grad_input_.resize(input_.shape());
-    kernels::conv2d_backward_data<T>(g, dy, this->param(0).data(), grad_input_.data(), workspace_);
+    kernels::conv2d_backward_data<T>(g, dy, this->param(0).data(), grad_input_.data(), workspace_, relu_output);
     return grad_input_.view();
   }
 
@@ -126,7 +133,7 @@ class Conv2D final : public Layer<T> {
   kernels::Conv2DWorkspace<T> workspace_;
   TensorView<const T> input_;      // (N, H, W, C) cached by forward
   Tensor<T> output_;               // (N, OH, OW, F)
-  Tensor<T> grad_pre_activation_;  // (N, OH, OW, F), only with a fused activation
+  Tensor<T> grad_pre_activation_;  // (N, OH, OW, F), only with a fused activation the kernels do not mask
   Tensor<T> grad_input_;           // (N, H, W, C)
 };
 
