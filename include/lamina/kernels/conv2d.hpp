@@ -319,17 +319,10 @@ class Conv2DWorkspace {
   T* partial(std::size_t chunk) noexcept { return partials_.data() + chunk * partial_stride_; }
 
  private:
-  // Every buffer starts on a 64-byte boundary.
-  static std::size_t round_up(std::size_t n) noexcept {
-    constexpr std::size_t per_line = kAlignment / sizeof(T);
-    return (n + per_line - 1) / per_line * per_line;
-  }
+  // Every buffer starts on a 64-byte boundary (detail::round_up_to_line, winograd.hpp).
+  static std::size_t round_up(std::size_t n) noexcept { return detail::round_up_to_line<T>(n); }
   static void grow(Tensor<T>& buffer, std::size_t& capacity, std::size_t n) {
-    if (n > capacity) {
-      buffer = Tensor<T>();  // free first: the old contents are not needed
-      buffer.resize(Shape{n});
-      capacity = n;
-    }
+    detail::grow_buffer(buffer, capacity, n);
   }
 
   Conv2DGemm gemm_ = Conv2DGemm::lamina;

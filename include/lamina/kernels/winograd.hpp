@@ -113,6 +113,24 @@ std::size_t winograd_block_tiles(std::size_t in_channels, std::size_t out_channe
   return std::clamp<std::size_t>(fit / 12 * 12, 12, 384);
 }
 
+namespace detail {
+// The workspaces' buffer rules (this one's and Conv2DWorkspace's): every
+// buffer starts on a 64-byte boundary, and grows, never shrinks.
+template <class T>
+std::size_t round_up_to_line(std::size_t n) noexcept {
+  constexpr std::size_t per_line = kAlignment / sizeof(T);
+  return (n + per_line - 1) / per_line * per_line;
+}
+template <class T>
+void grow_buffer(Tensor<T>& buffer, std::size_t& capacity, std::size_t n) {
+  if (n > capacity) {
+    buffer = Tensor<T>();  // free first: the old contents are not needed
+    buffer.resize(Shape{n});
+    capacity = n;
+  }
+}
+}  // namespace detail
+
 /// Scratch memory of the Winograd kernels (see WORKSPACE above).
 template <class T>
 class WinogradWorkspace {
@@ -141,16 +159,9 @@ class WinogradWorkspace {
   T* transposed() noexcept { return transposed_.data(); }
 
  private:
-  static std::size_t round_up(std::size_t n) noexcept {
-    constexpr std::size_t per_line = kAlignment / sizeof(T);
-    return (n + per_line - 1) / per_line * per_line;
-  }
+  static std::size_t round_up(std::size_t n) noexcept { return detail::round_up_to_line<T>(n); }
   static void grow(Tensor<T>& buffer, std::size_t& capacity, std::size_t n) {
-    if (n > capacity) {
-      buffer = Tensor<T>();
-      buffer.resize(Shape{n});
-      capacity = n;
-    }
+    detail::grow_buffer(buffer, capacity, n);
   }
 
   Tensor<T> blocks_;    // (workers, block_stride_): V block then M block
