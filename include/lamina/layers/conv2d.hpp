@@ -1,9 +1,12 @@
 // lamina/layers/conv2d.hpp: 2-D convolution on NHWC images.
 //
-// The compute is in kernels/conv2d.hpp (im2col with xsimd + lamina's own GEMM
-// over fixed chunks of the batch, with naive references next to it); this layer
-// owns the shapes, the parameters, the fused activation and the workspace,
-// which it reuses from step to step.
+// The compute is in kernels/conv2d.hpp: Winograd F(2x2, 3x3) on 3x3 stride-1
+// layers wide enough for it, direct kernels on one-channel 3x3 layers, im2col
+// + lamina's GEMM elsewhere (kernels::Conv2DAlgorithm; set_algorithm), each
+// over fixed chunks of the batch, with naive references next to them. This
+// layer owns the shapes, the parameters, the fused activation (ReLU in the
+// forward kernels' epilogue, its mask inside the backward kernels where they
+// support it) and the workspace, which it reuses from step to step.
 #pragma once
 
 #include <string>
