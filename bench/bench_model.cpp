@@ -13,7 +13,7 @@
 //   inference/<model>/batch:{1000,1}/threads:T    Sequential::forward in eval
 //                                                 mode (logits; predict() adds
 //                                                 a softmax and an allocation)
-//   train_profile/cnn/batch:128/threads:T         one CNN training step taken
+//   train_profile/<model>/batch:128/threads:T     one training step taken
 //                                                 apart: counters with the
 //                                                 milliseconds per step of every
 //                                                 layer's forward and backward,
@@ -107,16 +107,16 @@ void BM_inference(benchmark::State& state, Model m) {
   state.SetItemsProcessed(static_cast<std::int64_t>(batch) * static_cast<std::int64_t>(state.iterations()));
 }
 
-// One CNN training step as Sequential::train_step does it (forward in training
+// One training step as Sequential::train_step does it (forward in training
 // mode, softmax cross-entropy, backward stopping where no input gradient is
 // needed, Adam), with every part timed. Counters: milliseconds per step,
 // "<index>_<type>_fwd" / "_bwd", "loss", "adam", and "step" (their sum).
 // Arguments: batch, threads.
-void BM_train_profile(benchmark::State& state) {
+void BM_train_profile(benchmark::State& state, Model m) {
   using clock = std::chrono::steady_clock;
   const auto batch = static_cast<std::size_t>(state.range(0));
   lamina_bench::use_threads(state.range(1));
-  Sequential<float> model = make_cnn();
+  Sequential<float> model = make_model(m);
   const Batch data(batch);
   lamina::SoftmaxCrossEntropy<float> loss;
   lamina::ParameterStore<float>& store = model.store();
@@ -144,7 +144,7 @@ void BM_train_profile(benchmark::State& state) {
       lap(t, backward_seconds[i]);
       if (!model.layer(i).input_gradient_needed()) break;
     }
-    model.optimizer()->step(store.params().data(), store.grads().data(), store.params().size());
+    model.optimizer()->step(store.params().data(), store.grads().data(), store.params().size(), model.update_plan());
     lap(t, adam_seconds);
   };
   step(false);  // warm-up
@@ -212,9 +212,12 @@ bool register_benchmarks() {
     for (std::int64_t batch : {1000, 1})
       for (std::int64_t threads : lamina_bench::thread_counts()) infer->Args({batch, threads});
   }
-  auto* profile = benchmark::RegisterBenchmark("train_profile/cnn", BM_train_profile);
-  profile->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
-  for (std::int64_t threads : lamina_bench::thread_counts()) profile->Args({128, threads});
+  for (Model m : {Model::cnn, Model::mlp}) {
+    auto* profile =
+        benchmark::RegisterBenchmark((std::string("train_profile/") + model_name(m)).c_str(), BM_train_profile, m);
+    profile->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+    for (std::int64_t threads : lamina_bench::thread_counts()) profile->Args({128, threads});
+  }
   return true;
 }
 

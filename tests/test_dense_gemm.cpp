@@ -161,6 +161,11 @@ const DenseCase kOddCases[] = {
     {130, 37, 10, false, Activation::relu}, {1, 300, 33, false, Activation::relu},
     {7, 300, 10, true, Activation::none},   {130, 300, 33, true, Activation::relu},
     {130, 131, 70, true, Activation::none}, {7, 131, 70, true, Activation::relu},
+    // Kernels of at least 32768 weights: the forward runs two parts of the
+    // contraction (rows [0, 168) and [168, 300) of W; [0, 504) and [504, 1000))
+    // and adds them; 130 outputs are padded, 1000 inputs span four blocks.
+    {130, 300, 130, true, Activation::relu}, {1, 300, 130, false, Activation::none},
+    {7, 1000, 40, true, Activation::relu},
 };
 
 }  // namespace
@@ -258,7 +263,8 @@ TEST_CASE("Dense on lamina's GEMM: a row's output does not depend on the batch i
   // lamina's GEMM computes every element as one FMA chain whatever M, so row r
   // of a batch of 130 has the bits of the same row run alone (the automatic
   // choice, also with 10 outputs that are padded to the SIMD width).
-  const DenseCase c{130, 300, GENERATE(std::size_t(48), std::size_t(10)), true, Activation::relu};
+  // 130 outputs: a kernel the forward splits in two parts of the contraction.
+  const DenseCase c{130, 300, GENERATE(std::size_t(48), std::size_t(10), std::size_t(130)), true, Activation::relu};
   Dense<float> dense(c.out, Init::he_normal, c.bias, c.activation);
   dense.build(Shape{c.in});
   ParameterStore<float> store;

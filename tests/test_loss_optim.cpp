@@ -1,7 +1,13 @@
-// Softmax cross-entropy (stable at extreme logits), Adam and SGD by hand.
+// Softmax cross-entropy (stable at extreme logits), Adam and SGD by hand, and
+// the update plan (which thread updates which parameters).
 #include <lamina/lamina.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -98,4 +104,166 @@ TEST_CASE("Optimizer configs keep small values exactly") {
   CHECK(c[0].second == "0.001");
   CHECK(c[3].second == "1e-07");
   CHECK(number_text(0.1 + 0.2) == "0.30000000000000004");
+}
+
+// ---- which thread updates which parameters (optim/update_plan.hpp) ----------
+
+namespace {
+
+// A model with a kernel the Dense layer splits (300 x 130 = 39,000 weights,
+// 13 dW chunks of 24 rows, the last of 12; 130 columns are not a multiple of
+// the SIMD width) between parameters that go to the default chunks.
+Sequential<float> planned_model() {
+  Sequential<float> model(Shape{6, 5, 10}, 3);
+  model.add<Flatten>();
+  model.add<Dense>(130, Init::he_normal, true, Activation::relu);
+  model.add<Dense>(7);
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("The update plan covers every parameter once and follows Dense's dW chunks") {
+  Sequential<float> model = planned_model();
+  const UpdatePlan& plan = model.update_plan();
+  ParameterStore<float>& store = model.store();
+  REQUIRE(plan.elements == store.params().size());
+  std::vector<int> covered(plan.elements, 0);
+  for (const auto& phase : plan.phases)
+    for (const UpdateBlock& block : phase) {
+      REQUIRE(block.offset + block.length <= plan.elements);
+      for (std::size_t i = block.offset; i < block.offset + block.length; ++i) ++covered[i];
+    }
+  for (const auto& entry : store.entries()) {
+    if (!entry.trainable) continue;
+    INFO(entry.layer->describe() << " " << entry.spec.name);
+    for (std::size_t i = entry.offset; i < entry.offset + entry.spec.shape.size(); ++i) REQUIRE(covered[i] == 1);
+  }
+  CHECK(*std::max_element(covered.begin(), covered.end()) == 1);  // padding at most once too
+
+  // The first Dense kernel: a phase of its own, chunk c = dW rows [24c, 24c + 24).
+  const auto& kernel = store.entries()[0];
+  REQUIRE(kernel.spec.name == "kernel");
+  CHECK(model.layer(1).parameter_row_chunk(0) == 24);
+  CHECK(model.layer(1).parameter_row_chunk(1) == 0);   // the bias: default chunks
+  CHECK(model.layer(2).parameter_row_chunk(0) == 0);   // 130 x 7: too small to split
+  CHECK(model.layer(0).parameter_row_chunk(0) == 0);   // the Layer default
+  REQUIRE(plan.phases.size() == 2);
+  const auto& phase = plan.phases[1];
+  REQUIRE(phase.size() == 13);
+  for (std::size_t c = 0; c < phase.size(); ++c) {
+    CHECK(phase[c].offset == kernel.offset + c * 24 * 130);
+    CHECK(phase[c].length == (c + 1 < phase.size() ? 24 * 130 : 12 * 130));
+  }
+  // The default chunks: contiguous, kUpdateChunk long but at the ends of ranges.
+  for (const UpdateBlock& block : plan.phases[0]) CHECK(block.length <= kUpdateChunk);
+  CHECK_THROWS_WITH(make_update_plan(store, 0), Catch::Contains("chunk must be at least 1"));
+}
+
+TEST_CASE("Adam and SGD give the same bits with an update plan as without one, with 1 and 2 threads") {
+  // Blocks of odd lengths move elements between the SIMD lanes and the scalar
+  // tail: the update must not depend on which path an element takes.
+  const std::size_t n = 3001;
+  UpdatePlan plan;
+  plan.elements = n;
+  plan.phases = {{{0, 37}, {37, 1000}, {1037, 5}}, {{1042, 1959}}};
+  Rng rng(11);
+  std::vector<float> start(n);
+  for (float& v : start) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  std::vector<std::vector<float>> grads(3, std::vector<float>(n));
+  for (auto& g : grads)
+    for (float& v : g) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  auto run = [&](Optimizer<float>& opt, const UpdatePlan* with, int threads) {
+    set_num_threads(threads);
+    std::vector<float> p = start;
+    opt.prepare(n);
+    for (const auto& g : grads) {
+      if (with)
+        opt.step(p.data(), g.data(), n, *with);
+      else
+        opt.step(p.data(), g.data(), n);
+    }
+    set_num_threads(1);
+    return p;
+  };
+  for (int kind = 0; kind < 2; ++kind) {
+    auto make = [&]() -> std::unique_ptr<Optimizer<float>> {
+      if (kind == 0) return std::make_unique<Adam<float>>(1e-2);
+      return std::make_unique<SGD<float>>(0.1, 0.9, true);
+    };
+    auto a = make(), b = make(), c = make();
+    INFO(a->name());
+    const std::vector<float> plain = run(*a, nullptr, 1);
+    const std::vector<float> planned1 = run(*b, &plan, 1);
+    const std::vector<float> planned2 = run(*c, &plan, 2);
+    CHECK(std::memcmp(plain.data(), planned1.data(), n * sizeof(float)) == 0);
+    CHECK(std::memcmp(plain.data(), planned2.data(), n * sizeof(float)) == 0);
+    CHECK(plain != start);  // and the steps did change the parameters
+    // The state too (what checkpoints save).
+    auto sa = a->state(), sc = c->state();
+    for (std::size_t k = 0; k < sa.size(); ++k)
+      CHECK(std::memcmp(sa[k].second->data(), sc[k].second->data(), n * sizeof(float)) == 0);
+  }
+  // A plan for another buffer is refused, naming both sizes.
+  Adam<float> adam;
+  adam.prepare(10);
+  std::vector<float> p(10), g(10);
+  CHECK_THROWS_WITH(adam.step(p.data(), g.data(), 10, plan),
+                    Catch::Contains("10 parameters") && Catch::Contains("plan for 3001"));
+}
+
+TEST_CASE("A model trains to the same bits through train_step (with its plan) as through the plain optimizer step") {
+  Sequential<float> planned = planned_model(), plain = planned_model();
+  planned.compile(std::make_unique<Adam<float>>(1e-2));
+  plain.compile(std::make_unique<Adam<float>>(1e-2));
+  Rng rng(5);
+  Tensor<float> x(Shape{40, 6, 5, 10});
+  for (float& v : x) v = static_cast<float>(rng.uniform(0.0, 1.0));
+  std::vector<std::int32_t> labels(40);
+  for (auto& l : labels) l = static_cast<std::int32_t>(rng.next_u64() % 7);
+  set_num_threads(2);
+  for (int step = 0; step < 3; ++step) {
+    planned.train_step(x.view(), labels.data());
+    plain.compute_gradients(x.view(), labels.data());
+    plain.optimizer()->step(plain.store().params().data(), plain.store().grads().data(),
+                            plain.store().params().size());
+  }
+  set_num_threads(1);
+  const auto& a = planned.store().params();
+  const auto& b = plain.store().params();
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("gradient_norm and scale_gradients over an update plan") {
+  Sequential<float> model = planned_model();
+  const UpdatePlan& plan = model.update_plan();
+  Tensor<float>& grads = model.store().grads();
+  Rng rng(21);
+  double naive = 0;
+  for (const auto& entry : model.store().entries()) {  // padding stays zero
+    if (!entry.trainable) continue;
+    for (std::size_t i = entry.offset; i < entry.offset + entry.spec.shape.size(); ++i) {
+      grads[i] = static_cast<float>(rng.normal(0, 3));
+      naive += static_cast<double>(grads[i]) * static_cast<double>(grads[i]);
+    }
+  }
+  set_num_threads(1);
+  const double one = gradient_norm(grads.data(), plan);
+  set_num_threads(2);
+  const double two = gradient_norm(grads.data(), plan);
+  CHECK(std::memcmp(&one, &two, sizeof one) == 0);
+  CHECK(one == Approx(std::sqrt(naive)).epsilon(1e-12));
+
+  std::vector<float> scaled(grads.data(), grads.data() + grads.size());
+  scale_gradients(scaled.data(), scaled.size(), 0.37);
+  scale_gradients(grads.data(), plan, 0.37);
+  set_num_threads(1);
+  CHECK(std::memcmp(scaled.data(), grads.data(), scaled.size() * sizeof(float)) == 0);
+
+  // Non-finite values anywhere in the plan show, in the split kernel too.
+  const std::size_t in_kernel = model.store().entries()[0].offset + 5000;
+  grads[in_kernel] = std::numeric_limits<float>::infinity();
+  CHECK(std::isinf(gradient_norm(grads.data(), plan)));
+  grads[in_kernel] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::isnan(gradient_norm(grads.data(), plan)));
 }

@@ -27,4 +27,5 @@
 #include "lamina/optim/clip.hpp"
 #include "lamina/optim/optimizer.hpp"
 #include "lamina/optim/schedule.hpp"
+#include "lamina/optim/update_plan.hpp"
 #include "lamina/report/html_report.hpp"

@@ -109,6 +109,41 @@ class Dense final : public Layer<T> {
       kernels::GemmEpilogue<T> epilogue;
       epilogue.bias = b;
       epilogue.relu = relu;
+      if (splits_contraction()) {
+        // Two fixed parts of the contraction, rows [0, k) and [k, in) of W:
+        //   Y = relu((b + X[:, :k] W[:k, :]) + X[:, k:] W[k:, :]).
+        // k is where a two-thread static schedule splits backward's dW
+        // chunks (and the optimizer's: parameter_row_chunk), so with two
+        // threads each reads only the rows of W it writes; a thread that also
+        // read the other's rows made the next update invalidate them in the
+        // other core's cache (optim/update_plan.hpp). The parts are fixed, so
+        // the bits do not depend on the thread count or the batch.
+        const std::size_t k = contraction_split();
+        const std::ptrdiff_t row_chunks = chunk_count(n, kRowsPerChunk);
+        partial_.resize(n * out);  // (N, out) the second part
+        T* part = partial_.data();
+        kernels::GemmEpilogue<T> first;
+        first.bias = b;
+        parallel_for(2 * row_chunks, [&](std::ptrdiff_t c) {
+          const bool second = c >= row_chunks;
+          const std::size_t r0 = static_cast<std::size_t>(second ? c - row_chunks : c) * kRowsPerChunk;
+          const std::size_t rows = std::min(kRowsPerChunk, n - r0);
+          if (!second)
+            kernels::gemm_prepacked<T>(rows, out, k, x + r0 * in, in, false, wb, ldw, y + r0 * out, out, first);
+          else
+            kernels::gemm_prepacked<T>(rows, out, in - k, x + r0 * in + k, in, false, wb + k * ldw, ldw,
+                                       part + r0 * out, out);
+        });
+        parallel_for(row_chunks, [&](std::ptrdiff_t c) {
+          const std::size_t begin = static_cast<std::size_t>(c) * kRowsPerChunk * out;
+          const std::size_t end = std::min(n * out, begin + kRowsPerChunk * out);
+          for (std::size_t i = begin; i < end; ++i) {
+            const T v = y[i] + part[i];
+            y[i] = relu && !(v > T(0)) ? T(0) : v;
+          }
+        });
+        return output_.view();
+      }
       parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
         const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;
         const std::size_t rows = std::min(kRowsPerChunk, n - r0);
@@ -221,6 +256,15 @@ class Dense final : public Layer<T> {
 
   std::size_t units() const noexcept { return units_; }
 
+  /// The kernel (in, out) is split by rows, kWeightRowsPerChunk at a time,
+  /// as backward's dW loop splits it (see Layer::parameter_row_chunk), when
+  /// it is large enough for the forward to split its contraction too (see
+  /// forward; with DenseGemm::eigen the forward splits the batch instead,
+  /// and following the plan then costs cache traffic, never bits).
+  std::size_t parameter_row_chunk(std::size_t index) const override {
+    return index == 0 && splits_contraction() ? kWeightRowsPerChunk : 0;
+  }
+
  protected:
   Shape do_build(const Shape& input_shape) override {
     if (input_shape.rank() != 1 || input_shape[0] == 0)
@@ -236,6 +280,20 @@ class Dense final : public Layer<T> {
   // rows made 13, 7 + 6), each still 4 full 6-row tiles of lamina's GEMM.
   static constexpr std::size_t kWeightRowsPerChunk = 24;
   static constexpr std::size_t kPackRowsPerChunk = 64;
+  // Kernels of at least this many weights (and two dW chunks) are read in two
+  // parts of the contraction by the forward: 784 x 256 and 3136 x 256 are,
+  // 256 x 10 is not (too small for the extra pass to pay).
+  static constexpr std::size_t kSplitMinWeights = std::size_t{1} << 15;
+  bool splits_contraction() const noexcept {
+    return in_features_ >= 2 * kWeightRowsPerChunk && in_features_ * units_ >= kSplitMinWeights;
+  }
+  // First row of the contraction's second part: the rows of the first
+  // ceil(C / 2) of backward's C dW chunks, which a static schedule gives to
+  // the first of two threads (784 inputs: 17 of 33 chunks, rows [0, 408)).
+  std::size_t contraction_split() const noexcept {
+    const std::size_t chunks = (in_features_ + kWeightRowsPerChunk - 1) / kWeightRowsPerChunk;
+    return (chunks + 1) / 2 * kWeightRowsPerChunk;
+  }
 
   // packed (rows, padded cols) = B (rows, cols) or, with trans, the transpose
   // of B stored (cols, rows): gemm_pack_b over fixed chunks of rows (a copy,
@@ -260,6 +318,7 @@ class Dense final : public Layer<T> {
   Tensor<T> grad_input_;       // (N, in)
   Tensor<T> grad_pre_activation_;  // (N, out), only with a fused activation
   std::vector<T> packed_;          // B operand of lamina's GEMM when it must be padded or transposed
+  std::vector<T> partial_;         // (N, out) the forward's second contraction part
   DenseGemm gemm_ = DenseGemm::automatic;
 };
 

@@ -155,6 +155,18 @@ class Layer {
   /// computes with the same bits. Nothing by default.
   virtual void copy_execution_settings(const Layer<T>& original) { (void)original; }
 
+  /// How the layer's kernels split parameter `index` between threads, so that
+  /// the optimizer can follow (optim/update_plan.hpp): 0 (the default) when
+  /// they do not; otherwise a row count r. The tensor is viewed as (rows,
+  /// the rest), and the layer's parallel loops hand its rows to threads as a
+  /// static schedule over chunk_count(rows, r) chunks of r rows does: the
+  /// optimizer updates it in the same chunks, which the static schedule gives
+  /// to the same threads. Fixed once the layer is built.
+  virtual std::size_t parameter_row_chunk(std::size_t index) const {
+    (void)index;
+    return 0;
+  }
+
   /// The layer's own random stream, for stochastic layers; nullptr otherwise.
   virtual Rng* rng() noexcept { return nullptr; }
 
@@ -240,15 +252,19 @@ class ParameterStore {
     std::size_t p = 0, b = 0;
     for (Layer<T>* layer : layers) {
       std::vector<TensorView<T>> pv, gv, bv;
-      for (const auto& spec : layer->parameter_specs()) {
+      const std::vector<TensorSpec> param_specs = layer->parameter_specs();
+      for (std::size_t i = 0; i < param_specs.size(); ++i) {
+        const TensorSpec& spec = param_specs[i];
         pv.emplace_back(params_.data() + p, spec.shape);
         gv.emplace_back(grads_.data() + p, spec.shape);
-        entries_.push_back({layer, spec, p, true});
+        entries_.push_back({layer, spec, p, true, i});
         p += padded(spec.shape.size());
       }
-      for (const auto& spec : layer->buffer_specs()) {
+      const std::vector<TensorSpec> buffer_specs = layer->buffer_specs();
+      for (std::size_t i = 0; i < buffer_specs.size(); ++i) {
+        const TensorSpec& spec = buffer_specs[i];
         bv.emplace_back(buffers_.data() + b, spec.shape);
-        entries_.push_back({layer, spec, b, false});
+        entries_.push_back({layer, spec, b, false, i});
         b += padded(spec.shape.size());
       }
       layer->bind(std::move(pv), std::move(gv), std::move(bv));
@@ -261,6 +277,7 @@ class ParameterStore {
     TensorSpec spec;
     std::size_t offset;
     bool trainable;  // in params/grads (true) or in buffers (false)
+    std::size_t index;  // position in the layer's parameter_specs() or buffer_specs()
   };
   const std::vector<Entry>& entries() const noexcept { return entries_; }
 

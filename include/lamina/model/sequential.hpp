@@ -42,6 +42,7 @@
 #include "lamina/model/progress.hpp"
 #include "lamina/optim/clip.hpp"
 #include "lamina/optim/optimizer.hpp"
+#include "lamina/optim/update_plan.hpp"
 
 namespace lamina {
 
@@ -204,6 +205,7 @@ class Sequential {
     std::vector<Layer<T>*> raw;
     for (auto& l : layers_) raw.push_back(l.get());
     store_.allocate(raw);
+    update_plan_ = make_update_plan(store_);
     const Rng root(seed_);
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       Rng rng = root.fork(i);
@@ -226,6 +228,9 @@ class Sequential {
   Layer<T>& layer(std::size_t i) { return *layers_.at(i); }
   const Layer<T>& layer(std::size_t i) const { return *layers_.at(i); }
   ParameterStore<T>& store() { build(); return store_; }
+  /// How apply_gradients splits the optimizer's work over threads (see
+  /// optim/update_plan.hpp): the plan for store().
+  const UpdatePlan& update_plan() { build(); return update_plan_; }
   Optimizer<T>* optimizer() noexcept { return optimizer_.get(); }
   std::uint64_t seed() const noexcept { return seed_; }
 
@@ -325,7 +330,7 @@ class Sequential {
   /// The second half of train_step: one optimizer update from the gradients.
   void apply_gradients() {
     if (!optimizer_) throw Error("Sequential: call compile() before training");
-    optimizer_->step(store_.params().data(), store_.grads().data(), store_.params().size());
+    optimizer_->step(store_.params().data(), store_.grads().data(), store_.params().size(), update_plan_);
   }
 
   /// Writes the model to a safetensors file, atomically (see io/model_io.hpp
@@ -411,7 +416,7 @@ class Sequential {
         saved_buffers.resize(store_.buffers().shape());
         std::copy_n(store_.buffers().data(), saved_buffers.size(), saved_buffers.data());
         const auto [loss, batch_correct] = gradients_unchecked(batch_x.view(), batch_y.data());  // checked above
-        const double norm = gradient_norm(store_.grads().data(), store_.grads().size());
+        const double norm = gradient_norm(store_.grads().data(), update_plan_);
         stats.max_gradient_norm = std::max(stats.max_gradient_norm, norm);  // NaN-safe: max keeps the first
         if ((!std::isfinite(loss) || !std::isfinite(norm)) && options.on_non_finite != OnNonFinite::apply) {
           std::copy_n(saved_buffers.data(), saved_buffers.size(), store_.buffers().data());
@@ -419,8 +424,7 @@ class Sequential {
           ++stats.skipped_batches;
         } else {
           if (options.clip_gradient_norm > 0 && norm > options.clip_gradient_norm) {
-            scale_gradients(store_.grads().data(), store_.grads().size(),
-                            options.clip_gradient_norm / (norm + 1e-6));
+            scale_gradients(store_.grads().data(), update_plan_, options.clip_gradient_norm / (norm + 1e-6));
             ++stats.clipped_batches;
           }
           apply_gradients();
@@ -657,6 +661,7 @@ class Sequential {
   std::uint64_t seed_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   ParameterStore<T> store_;
+  UpdatePlan update_plan_;  // which thread updates which parameters (optim/update_plan.hpp)
   bool built_ = false;
   std::unique_ptr<Optimizer<T>> optimizer_;
   SoftmaxCrossEntropy<T> loss_;       // training

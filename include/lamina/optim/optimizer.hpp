@@ -2,9 +2,12 @@
 //
 // Optimizers update the model's ONE flat parameter buffer from its one flat
 // gradient buffer, element by element: no reduction is involved, so the update is
-// the same with any number of threads.
+// the same with any number of threads, and with any split of the work
+// (Sequential passes an UpdatePlan, optim/update_plan.hpp, so that each thread
+// updates the parameters its layers' kernels read and wrote).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <memory>
@@ -19,6 +22,7 @@
 #include "lamina/core/tensor.hpp"
 #include "lamina/core/threads.hpp"
 #include "lamina/layers/layer.hpp"
+#include "lamina/optim/update_plan.hpp"
 
 namespace lamina {
 
@@ -33,6 +37,13 @@ class Optimizer {
   virtual void prepare(std::size_t n) = 0;
   /// One update of params (n) from grads (n).
   virtual void step(T* params, const T* grads, std::size_t n) = 0;
+  /// The same update, with the work split as `plan` says (plan.elements must
+  /// be n). The default ignores the plan; Adam and SGD follow it, with the
+  /// same bits as step(params, grads, n).
+  virtual void step(T* params, const T* grads, std::size_t n, const UpdatePlan& plan) {
+    check_plan(plan, n);
+    step(params, grads, n);
+  }
   /// Learning rate (schedules change it between epochs).
   virtual double learning_rate() const = 0;
   virtual void set_learning_rate(double lr) = 0;
@@ -42,9 +53,27 @@ class Optimizer {
   virtual void set_iterations(std::uint64_t t) = 0;
 
  protected:
-  // Elements per parallel chunk: small enough that the reference MLP's 203,530
-  // parameters make 25 chunks (13 + 12 on two threads; 32768 made 7, 4 + 3).
-  static constexpr std::size_t kChunk = 1 << 13;
+  // Elements per parallel chunk of step(params, grads, n) (see kUpdateChunk).
+  static constexpr std::size_t kChunk = kUpdateChunk;
+
+  void check_plan(const UpdatePlan& plan, std::size_t n) const {
+    if (plan.elements != n)
+      throw Error(name() + ": step() on " + std::to_string(n) + " parameters with an update plan for " +
+                  std::to_string(plan.elements));
+  }
+  // Runs update(begin, end) over [0, n) in chunks of kChunk, or over the
+  // plan's blocks.
+  template <class Update>
+  void run_update(std::size_t n, const UpdatePlan* plan, Update&& update) {
+    if (plan) {
+      for_each_update_block(*plan, [&](const UpdateBlock& block) { update(block.offset, block.offset + block.length); });
+      return;
+    }
+    parallel_for(chunk_count(n, kChunk), [&](std::ptrdiff_t c) {
+      const std::size_t begin = static_cast<std::size_t>(c) * kChunk;
+      update(begin, std::min(n, begin + kChunk));
+    });
+  }
 };
 
 /// Adam with bias correction, in Keras's form: with t the step number,
@@ -71,40 +100,11 @@ class Adam final : public Optimizer<T> {
     v_ = Tensor<T>(Shape{n});
     t_ = 0;
   }
-  void step(T* params, const T* grads, std::size_t n) override {
-    if (m_.size() != n) throw Error("Adam: step() on " + std::to_string(n) + " parameters, prepared for " + std::to_string(m_.size()));
-    ++t_;
-    const double td = static_cast<double>(t_);
-    const T alpha = static_cast<T>(lr_ * std::sqrt(1.0 - std::pow(beta2_, td)) / (1.0 - std::pow(beta1_, td)));
-    const T b1 = static_cast<T>(beta1_), b2 = static_cast<T>(beta2_), eps = static_cast<T>(epsilon_);
-    const T one_minus_b1 = T(1) - b1, one_minus_b2 = T(1) - b2;
-    T* m = m_.data();  // (P,)
-    T* v = v_.data();  // (P,)
-    // The same operations, in the same order, in SIMD lanes and in the scalar
-    // tail (multiplies and adds kept separate, sqrt and division exact in both),
-    // so every element gets the same bits whichever path it takes.
-    using Batch = xsimd::batch<T>;
-    constexpr std::size_t W = Batch::size;
-    parallel_for(chunk_count(n, this->kChunk), [&](std::ptrdiff_t c) {
-      const std::size_t begin = static_cast<std::size_t>(c) * this->kChunk;
-      const std::size_t end = std::min(n, begin + this->kChunk);
-      std::size_t i = begin;
-      const Batch vb1(b1), vb2(b2), va(one_minus_b1), vc(one_minus_b2), valpha(alpha), veps(eps);
-      for (; i + W <= end; i += W) {
-        const Batch g = Batch::load_unaligned(grads + i);
-        const Batch mi = vb1 * Batch::load_unaligned(m + i) + va * g;
-        const Batch vi = vb2 * Batch::load_unaligned(v + i) + vc * g * g;
-        mi.store_unaligned(m + i);
-        vi.store_unaligned(v + i);
-        (Batch::load_unaligned(params + i) - valpha * mi / (xsimd::sqrt(vi) + veps)).store_unaligned(params + i);
-      }
-      for (; i < end; ++i) {
-        const T g = grads[i];
-        m[i] = b1 * m[i] + one_minus_b1 * g;
-        v[i] = b2 * v[i] + one_minus_b2 * g * g;
-        params[i] -= alpha * m[i] / (std::sqrt(v[i]) + eps);
-      }
-    });
+  using Optimizer<T>::step;
+  void step(T* params, const T* grads, std::size_t n) override { update(params, grads, n, nullptr); }
+  void step(T* params, const T* grads, std::size_t n, const UpdatePlan& plan) override {
+    this->check_plan(plan, n);
+    update(params, grads, n, &plan);
   }
   double learning_rate() const override { return lr_; }
   void set_learning_rate(double lr) override { lr_ = lr; }
@@ -113,6 +113,49 @@ class Adam final : public Optimizer<T> {
   void set_iterations(std::uint64_t t) override { t_ = t; }
 
  private:
+  void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) {
+    if (m_.size() != n) throw Error("Adam: step() on " + std::to_string(n) + " parameters, prepared for " + std::to_string(m_.size()));
+    ++t_;
+    const double td = static_cast<double>(t_);
+    const T alpha = static_cast<T>(lr_ * std::sqrt(1.0 - std::pow(beta2_, td)) / (1.0 - std::pow(beta1_, td)));
+    const T b1 = static_cast<T>(beta1_), b2 = static_cast<T>(beta2_), eps = static_cast<T>(epsilon_);
+    const T one_minus_b1 = T(1) - b1, one_minus_b2 = T(1) - b2;
+    T* m = m_.data();  // (P,)
+    T* v = v_.data();  // (P,)
+    // Every element goes through the same SIMD code, the last partial batch of
+    // a range through zero-padded copies: a scalar tail would be compiled on
+    // its own, and GCC contracts a * b + c into an FMA differently there (the
+    // plan moves elements between the two: tests/test_loss_optim.cpp), so the
+    // bits would depend on where a range ends.
+    using Batch = xsimd::batch<T>;
+    constexpr std::size_t W = Batch::size;
+    const Batch vb1(b1), vb2(b2), va(one_minus_b1), vc(one_minus_b2), valpha(alpha), veps(eps);
+    auto update_batch = [&](T* p, const T* g_in, T* m_io, T* v_io) {
+      const Batch g = Batch::load_unaligned(g_in);
+      const Batch mi = vb1 * Batch::load_unaligned(m_io) + va * g;
+      const Batch vi = vb2 * Batch::load_unaligned(v_io) + vc * g * g;
+      mi.store_unaligned(m_io);
+      vi.store_unaligned(v_io);
+      (Batch::load_unaligned(p) - valpha * mi / (xsimd::sqrt(vi) + veps)).store_unaligned(p);
+    };
+    this->run_update(n, plan, [&](std::size_t begin, std::size_t end) {
+      std::size_t i = begin;
+      for (; i + W <= end; i += W) update_batch(params + i, grads + i, m + i, v + i);
+      if (i < end) {
+        const std::size_t rest = end - i;
+        alignas(kAlignment) T tp[W] = {}, tg[W] = {}, tm[W] = {}, tv[W] = {};
+        std::copy_n(params + i, rest, tp);
+        std::copy_n(grads + i, rest, tg);
+        std::copy_n(m + i, rest, tm);
+        std::copy_n(v + i, rest, tv);
+        update_batch(tp, tg, tm, tv);
+        std::copy_n(tp, rest, params + i);
+        std::copy_n(tm, rest, m + i);
+        std::copy_n(tv, rest, v + i);
+      }
+    });
+  }
+
   double lr_, beta1_, beta2_, epsilon_;
   Tensor<T> m_;  // (P,) first moment
   Tensor<T> v_;  // (P,) second moment
@@ -139,19 +182,11 @@ class SGD final : public Optimizer<T> {
     velocity_ = Tensor<T>(Shape{n});
     t_ = 0;
   }
-  void step(T* params, const T* grads, std::size_t n) override {
-    if (velocity_.size() != n) throw Error("SGD: step() on " + std::to_string(n) + " parameters, prepared for " + std::to_string(velocity_.size()));
-    ++t_;
-    const T lr = static_cast<T>(lr_), mu = static_cast<T>(momentum_);
-    T* vel = velocity_.data();
-    parallel_for(chunk_count(n, this->kChunk), [&](std::ptrdiff_t c) {
-      const std::size_t begin = static_cast<std::size_t>(c) * this->kChunk;
-      const std::size_t end = std::min(n, begin + this->kChunk);
-      for (std::size_t i = begin; i < end; ++i) {
-        vel[i] = mu * vel[i] - lr * grads[i];
-        params[i] += nesterov_ ? mu * vel[i] - lr * grads[i] : vel[i];
-      }
-    });
+  using Optimizer<T>::step;
+  void step(T* params, const T* grads, std::size_t n) override { update(params, grads, n, nullptr); }
+  void step(T* params, const T* grads, std::size_t n, const UpdatePlan& plan) override {
+    this->check_plan(plan, n);
+    update(params, grads, n, &plan);
   }
   double learning_rate() const override { return lr_; }
   void set_learning_rate(double lr) override { lr_ = lr; }
@@ -160,6 +195,19 @@ class SGD final : public Optimizer<T> {
   void set_iterations(std::uint64_t t) override { t_ = t; }
 
  private:
+  void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) {
+    if (velocity_.size() != n) throw Error("SGD: step() on " + std::to_string(n) + " parameters, prepared for " + std::to_string(velocity_.size()));
+    ++t_;
+    const T lr = static_cast<T>(lr_), mu = static_cast<T>(momentum_);
+    T* vel = velocity_.data();  // (P,)
+    this->run_update(n, plan, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        vel[i] = mu * vel[i] - lr * grads[i];
+        params[i] += nesterov_ ? mu * vel[i] - lr * grads[i] : vel[i];
+      }
+    });
+  }
+
   double lr_, momentum_;
   bool nesterov_;
   Tensor<T> velocity_;  // (P,)
