@@ -162,7 +162,7 @@ const DenseCase kOddCases[] = {
     {7, 300, 10, true, Activation::none},   {130, 300, 33, true, Activation::relu},
     {130, 131, 70, true, Activation::none}, {7, 131, 70, true, Activation::relu},
     // Kernels of at least 32768 weights: the forward runs two parts of the
-    // contraction (rows [0, 168) and [168, 300) of W; [0, 504) and [504, 1000))
+    // contraction (rows [0, 180) and [180, 300) of W; [0, 504) and [504, 1000))
     // and adds them; 130 outputs are padded, 1000 inputs span four blocks.
     {130, 300, 130, true, Activation::relu}, {1, 300, 130, false, Activation::none},
     {7, 1000, 40, true, Activation::relu},

@@ -111,7 +111,7 @@ TEST_CASE("Optimizer configs keep small values exactly") {
 namespace {
 
 // A model with a kernel the Dense layer splits (300 x 130 = 39,000 weights,
-// 13 dW chunks of 24 rows, the last of 12; 130 columns are not a multiple of
+// 9 dW chunks of 36 rows, the last of 12; 130 columns are not a multiple of
 // the SIMD width) between parameters that go to the default chunks.
 Sequential<float> planned_model() {
   Sequential<float> model(Shape{6, 5, 10}, 3);
@@ -141,19 +141,19 @@ TEST_CASE("The update plan covers every parameter once and follows Dense's dW ch
   }
   CHECK(*std::max_element(covered.begin(), covered.end()) == 1);  // padding at most once too
 
-  // The first Dense kernel: a phase of its own, chunk c = dW rows [24c, 24c + 24).
+  // The first Dense kernel: a phase of its own, chunk c = dW rows [36c, 36c + 36).
   const auto& kernel = store.entries()[0];
   REQUIRE(kernel.spec.name == "kernel");
-  CHECK(model.layer(1).parameter_row_chunk(0) == 24);
+  CHECK(model.layer(1).parameter_row_chunk(0) == 36);
   CHECK(model.layer(1).parameter_row_chunk(1) == 0);   // the bias: default chunks
   CHECK(model.layer(2).parameter_row_chunk(0) == 0);   // 130 x 7: too small to split
   CHECK(model.layer(0).parameter_row_chunk(0) == 0);   // the Layer default
   REQUIRE(plan.phases.size() == 2);
   const auto& phase = plan.phases[1];
-  REQUIRE(phase.size() == 13);
+  REQUIRE(phase.size() == 9);
   for (std::size_t c = 0; c < phase.size(); ++c) {
-    CHECK(phase[c].offset == kernel.offset + c * 24 * 130);
-    CHECK(phase[c].length == (c + 1 < phase.size() ? 24 * 130 : 12 * 130));
+    CHECK(phase[c].offset == kernel.offset + c * 36 * 130);
+    CHECK(phase[c].length == (c + 1 < phase.size() ? 36 * 130 : 12 * 130));
   }
   // The default chunks: contiguous, kUpdateChunk long but at the ends of ranges.
   for (const UpdateBlock& block : plan.phases[0]) CHECK(block.length <= kUpdateChunk);

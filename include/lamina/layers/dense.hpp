@@ -276,9 +276,12 @@ class Dense final : public Layer<T> {
  private:
   // Fixed work split (never derived from the thread count: see core/threads.hpp).
   static constexpr std::size_t kRowsPerChunk = 64;
-  // dW rows per chunk: 784 inputs make 33 chunks (17 + 16 on two threads; 64
-  // rows made 13, 7 + 6), each still 4 full 6-row tiles of lamina's GEMM.
-  static constexpr std::size_t kWeightRowsPerChunk = 24;
+  // dW rows per chunk: six tiles of lamina's GEMM (6 rows each with 64
+  // columns), and an even chunk count for the reference models, so that two
+  // threads get near-equal halves: 784 inputs make 22 chunks (396 + 388 rows;
+  // 24 rows made 33 chunks, 17 + 16; 56 rows left 2-row tiles), 3136 make 88.
+  // The forward's contraction split follows (784: rows [0, 396), [396, 784)).
+  static constexpr std::size_t kWeightRowsPerChunk = 36;
   static constexpr std::size_t kPackRowsPerChunk = 64;
   // Kernels of at least this many weights (and two dW chunks) are read in two
   // parts of the contraction by the forward: 784 x 256 and 3136 x 256 are,
@@ -289,7 +292,7 @@ class Dense final : public Layer<T> {
   }
   // First row of the contraction's second part: the rows of the first
   // ceil(C / 2) of backward's C dW chunks, which a static schedule gives to
-  // the first of two threads (784 inputs: 17 of 33 chunks, rows [0, 408)).
+  // the first of two threads (784 inputs: 11 of 22 chunks, rows [0, 396)).
   std::size_t contraction_split() const noexcept {
     const std::size_t chunks = (in_features_ + kWeightRowsPerChunk - 1) / kWeightRowsPerChunk;
     return (chunks + 1) / 2 * kWeightRowsPerChunk;
