@@ -128,6 +128,16 @@ TEST_CASE("Gradient checks: Dense, ReLU, Flatten") {
     INFO(r.report());
     CHECK(r.passed);
   }
+  SECTION("Dense whose forward and backward data split the contraction in two parts") {
+    // 72 x 456 = 32,832 weights: the smallest kind of kernel Dense reads in
+    // two parts (rows [0, 36) and [36, 72) of W; dense.hpp, kSplitMinWeights).
+    Dense<double> dense(456, Init::he_normal, true, Activation::relu);
+    auto r = check_gradients(dense, Shape{2, 72});
+    INFO(r.report());
+    CHECK(r.passed);
+    CHECK(dense.parameter_row_chunk(0) == 36);
+    CHECK(r.positions_checked == 2 * 72 + 72 * 456 + 456);
+  }
   SECTION("ReLU away from its kink") {
     ReLU<double> relu;
     GradCheckOptions o;

@@ -229,6 +229,23 @@ class Dense final : public Layer<T> {
       });
       return grad_input_.view();
     }
+    if (splits_contraction()) {
+      // Columns [0, k) and [k, in) of dx from rows [0, k) and [k, in) of W:
+      // the forward's two parts, so that each thread reads only its rows of W.
+      const std::size_t k = contraction_split();
+      const std::ptrdiff_t row_chunks = chunk_count(n, kRowsPerChunk);
+      parallel_for(2 * row_chunks, [&](std::ptrdiff_t c) {
+        const bool second = c >= row_chunks;
+        const std::size_t r0 = static_cast<std::size_t>(second ? c - row_chunks : c) * kRowsPerChunk;
+        const std::size_t rows = std::min(kRowsPerChunk, n - r0);
+        const std::size_t k0 = second ? k : 0, cols = second ? in - k : k;
+        Eigen::Map<kernels::RowMajorMatrix<T>, 0, Eigen::OuterStride<>> dxs(
+            dx + r0 * in + k0, rows, cols, Eigen::OuterStride<>(static_cast<Eigen::Index>(in)));
+        dxs.noalias() = kernels::ConstMatrixMap<T>(dy + r0 * out, rows, out) *
+                        kernels::ConstMatrixMap<T>(w + k0 * out, cols, out).transpose();
+      });
+      return grad_input_.view();
+    }
     parallel_for(chunk_count(n, kRowsPerChunk), [&](std::ptrdiff_t c) {
       const std::size_t r0 = static_cast<std::size_t>(c) * kRowsPerChunk;
       const std::size_t rows = std::min(kRowsPerChunk, n - r0);
@@ -258,9 +275,12 @@ class Dense final : public Layer<T> {
 
   /// The kernel (in, out) is split by rows, kWeightRowsPerChunk at a time,
   /// as backward's dW loop splits it (see Layer::parameter_row_chunk), when
-  /// it is large enough for the forward to split its contraction too (see
-  /// forward; with DenseGemm::eigen the forward splits the batch instead,
-  /// and following the plan then costs cache traffic, never bits).
+  /// it is large enough for the forward (on lamina's GEMM) to split its
+  /// contraction in two parts at the two-thread boundary, and for backward
+  /// data (on Eigen's) to split dx's columns there. With DenseGemm::eigen the
+  /// forward, and with DenseGemm::lamina backward data (which packs W^T),
+  /// read all of W on every thread: following the plan then costs cache
+  /// traffic, never bits.
   std::size_t parameter_row_chunk(std::size_t index) const override {
     return index == 0 && splits_contraction() ? kWeightRowsPerChunk : 0;
   }
