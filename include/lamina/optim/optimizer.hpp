@@ -61,17 +61,36 @@ class Optimizer {
       throw Error(name() + ": step() on " + std::to_string(n) + " parameters with an update plan for " +
                   std::to_string(plan.elements));
   }
-  // Runs update(begin, end) over [0, n) in chunks of kChunk, or over the
+};
+
+/// Base of the element-wise optimizers (Adam, SGD): both steps run
+/// update(), with the plan or without (chunks of kChunk elements); every
+/// element gets the same bits either way.
+template <class T>
+class ElementwiseOptimizer : public Optimizer<T> {
+ public:
+  void step(T* params, const T* grads, std::size_t n) final { update(params, grads, n, nullptr); }
+  void step(T* params, const T* grads, std::size_t n, const UpdatePlan& plan) final {
+    this->check_plan(plan, n);
+    update(params, grads, n, &plan);
+  }
+
+ protected:
+  /// One step over params (n) from grads (n), the work split by run_update.
+  virtual void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) = 0;
+
+  // Runs body(begin, end) over [0, n) in chunks of kChunk, or over the
   // plan's blocks.
-  template <class Update>
-  void run_update(std::size_t n, const UpdatePlan* plan, Update&& update) {
+  template <class Body>
+  void run_update(std::size_t n, const UpdatePlan* plan, Body&& body) {
+    constexpr std::size_t chunk = Optimizer<T>::kChunk;
     if (plan) {
-      for_each_update_block(*plan, [&](const UpdateBlock& block) { update(block.offset, block.offset + block.length); });
+      for_each_update_block(*plan, [&](const UpdateBlock& block) { body(block.offset, block.offset + block.length); });
       return;
     }
-    parallel_for(chunk_count(n, kChunk), [&](std::ptrdiff_t c) {
-      const std::size_t begin = static_cast<std::size_t>(c) * kChunk;
-      update(begin, std::min(n, begin + kChunk));
+    parallel_for(chunk_count(n, chunk), [&](std::ptrdiff_t c) {
+      const std::size_t begin = static_cast<std::size_t>(c) * chunk;
+      body(begin, std::min(n, begin + chunk));
     });
   }
 };
@@ -81,7 +100,7 @@ class Optimizer {
 ///   p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon).
 /// Defaults as Keras: lr 1e-3, b1 0.9, b2 0.999, epsilon 1e-7.
 template <class T>
-class Adam final : public Optimizer<T> {
+class Adam final : public ElementwiseOptimizer<T> {
  public:
   explicit Adam(double learning_rate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-7)
       : lr_(learning_rate), beta1_(beta1), beta2_(beta2), epsilon_(epsilon) {
@@ -100,12 +119,6 @@ class Adam final : public Optimizer<T> {
     v_ = Tensor<T>(Shape{n});
     t_ = 0;
   }
-  using Optimizer<T>::step;
-  void step(T* params, const T* grads, std::size_t n) override { update(params, grads, n, nullptr); }
-  void step(T* params, const T* grads, std::size_t n, const UpdatePlan& plan) override {
-    this->check_plan(plan, n);
-    update(params, grads, n, &plan);
-  }
   double learning_rate() const override { return lr_; }
   void set_learning_rate(double lr) override { lr_ = lr; }
   std::vector<std::pair<std::string, Tensor<T>*>> state() override { return {{"m", &m_}, {"v", &v_}}; }
@@ -113,7 +126,7 @@ class Adam final : public Optimizer<T> {
   void set_iterations(std::uint64_t t) override { t_ = t; }
 
  private:
-  void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) {
+  void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) override {
     if (m_.size() != n) throw Error("Adam: step() on " + std::to_string(n) + " parameters, prepared for " + std::to_string(m_.size()));
     ++t_;
     const double td = static_cast<double>(t_);
@@ -166,7 +179,7 @@ class Adam final : public Optimizer<T> {
 ///   velocity = momentum * velocity - lr * g;  p += velocity
 /// (Nesterov: p += momentum * velocity - lr * g).
 template <class T>
-class SGD final : public Optimizer<T> {
+class SGD final : public ElementwiseOptimizer<T> {
  public:
   explicit SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false)
       : lr_(learning_rate), momentum_(momentum), nesterov_(nesterov) {
@@ -182,12 +195,6 @@ class SGD final : public Optimizer<T> {
     velocity_ = Tensor<T>(Shape{n});
     t_ = 0;
   }
-  using Optimizer<T>::step;
-  void step(T* params, const T* grads, std::size_t n) override { update(params, grads, n, nullptr); }
-  void step(T* params, const T* grads, std::size_t n, const UpdatePlan& plan) override {
-    this->check_plan(plan, n);
-    update(params, grads, n, &plan);
-  }
   double learning_rate() const override { return lr_; }
   void set_learning_rate(double lr) override { lr_ = lr; }
   std::vector<std::pair<std::string, Tensor<T>*>> state() override { return {{"velocity", &velocity_}}; }
@@ -195,7 +202,7 @@ class SGD final : public Optimizer<T> {
   void set_iterations(std::uint64_t t) override { t_ = t; }
 
  private:
-  void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) {
+  void update(T* params, const T* grads, std::size_t n, const UpdatePlan* plan) override {
     if (velocity_.size() != n) throw Error("SGD: step() on " + std::to_string(n) + " parameters, prepared for " + std::to_string(velocity_.size()));
     ++t_;
     const T lr = static_cast<T>(lr_), mu = static_cast<T>(momentum_);
