@@ -21,14 +21,14 @@
 //   peak_rss/cnn/batch:128/threads:2              the peak resident memory
 //                                                 (VmHWM) while a fresh CNN
 //                                                 trains a few steps
-#include <lamina/layers/activations.hpp>
+#include <lamina/layers/relu.hpp>
 #include <lamina/layers/batchnorm.hpp>
 #include <lamina/layers/conv2d.hpp>
 #include <lamina/layers/dense.hpp>
 #include <lamina/layers/dropout.hpp>
 #include <lamina/layers/flatten.hpp>
 #include <lamina/layers/maxpool2d.hpp>
-#include <lamina/loss.hpp>
+#include <lamina/loss/softmax_cross_entropy.hpp>
 #include <lamina/model/sequential.hpp>
 #include <lamina/optim/optimizer.hpp>
 

@@ -27,7 +27,7 @@
 
 #include <lamina/core/rng.hpp>
 #include <lamina/core/threads.hpp>
-#include <lamina/gradcheck.hpp>
+#include <lamina/check/gradient_check.hpp>
 #include <lamina/layers/conv2d.hpp>
 #include <lamina/lamina.hpp>
 

@@ -1,4 +1,4 @@
-// lamina/gradcheck.hpp: the public gradient checker.
+// lamina/check/gradient_check.hpp: the public gradient checker.
 //
 // check_gradients(layer, input_shape, options) compares a layer's backward()
 // with central differences, in double:

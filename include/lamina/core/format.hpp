@@ -1,6 +1,7 @@
 // lamina/core/format.hpp: numbers as text for configs, summaries and model files.
 #pragma once
 
+#include <cstddef>
 #include <limits>
 #include <locale>
 #include <sstream>
@@ -25,6 +26,18 @@ inline std::string number_text(double value) {
     if (in >> back && back == value) break;
   }
   return text;
+}
+
+/// n with a comma between groups of three digits: 1234567 -> "1,234,567"
+/// (Keras's summary and the report write parameter counts this way).
+inline std::string group_thousands(std::size_t n) {
+  const std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 }  // namespace lamina

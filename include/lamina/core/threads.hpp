@@ -103,4 +103,25 @@ inline std::ptrdiff_t chunk_count(std::size_t n, std::size_t grain) {
   return static_cast<std::ptrdiff_t>((n + grain - 1) / grain);
 }
 
+/// One chunk of parallel_for_ranges: items [begin, end), chunk number `index`.
+struct ChunkRange {
+  std::size_t begin;
+  std::size_t end;
+  std::size_t index;
+};
+
+/// Runs body(ChunkRange) over [0, n) cut into chunks of `grain` items (the
+/// last may be shorter), on lamina's threads as parallel_for does. The chunk
+/// boundaries depend only on n and grain, never on the thread count, so a
+/// body that reduces within its chunk (into a per-chunk slot) and a caller
+/// that combines the slots in chunk order give the same bits on any number of
+/// threads. `grain` must be at least 1.
+template <class Body>
+void parallel_for_ranges(std::size_t n, std::size_t grain, Body&& body) {
+  parallel_for(chunk_count(n, grain), [&](std::ptrdiff_t k) {
+    const std::size_t begin = static_cast<std::size_t>(k) * grain;
+    body(ChunkRange{begin, std::min(n, begin + grain), static_cast<std::size_t>(k)});
+  });
+}
+
 }  // namespace lamina

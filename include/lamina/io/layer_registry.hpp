@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "lamina/core/error.hpp"
-#include "lamina/layers/activation.hpp"
-#include "lamina/layers/activations.hpp"
+#include "lamina/kernels/activation.hpp"
+#include "lamina/layers/relu.hpp"
 #include "lamina/layers/batchnorm.hpp"
 #include "lamina/layers/dense.hpp"
 #include "lamina/layers/dropout.hpp"

@@ -1,4 +1,4 @@
-// lamina/layers/activation.hpp: activations fused into a layer's output
+// lamina/kernels/activation.hpp: activations fused into a layer's output
 // (Keras's `activation=` argument of Dense and Conv2D).
 //
 // Fusing saves a pass over memory and a buffer: the layer applies the

@@ -13,7 +13,7 @@
 
 #include "lamina/core/padding.hpp"
 #include "lamina/kernels/conv2d.hpp"
-#include "lamina/layers/activation.hpp"
+#include "lamina/kernels/activation.hpp"
 #include "lamina/layers/initializers.hpp"
 #include "lamina/layers/layer.hpp"
 

@@ -13,7 +13,7 @@
 
 #include "lamina/core/threads.hpp"
 #include "lamina/kernels/gemm.hpp"
-#include "lamina/layers/activation.hpp"
+#include "lamina/kernels/activation.hpp"
 #include "lamina/layers/initializers.hpp"
 #include "lamina/layers/layer.hpp"
 

@@ -1,9 +1,9 @@
-// lamina/layers/activations.hpp: ReLU.
+// lamina/layers/relu.hpp: ReLU.
 #pragma once
 
 #include <string>
 
-#include "lamina/layers/activation.hpp"
+#include "lamina/kernels/activation.hpp"
 #include "lamina/layers/layer.hpp"
 
 namespace lamina {

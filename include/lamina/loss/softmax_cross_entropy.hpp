@@ -1,4 +1,4 @@
-// lamina/loss.hpp: softmax fused with sparse categorical cross-entropy.
+// lamina/loss/softmax_cross_entropy.hpp: softmax fused with sparse categorical cross-entropy.
 #pragma once
 
 #include <algorithm>
