@@ -12,7 +12,9 @@
 //   conv_fast/<pass>/<shape>/batch:B/threads:T
 //                                       what the Conv2D layer runs
 //                                       (Conv2DAlgorithm::automatic: Winograd
-//                                       on conv2-4, im2col on conv1), B = 128
+//                                       on conv2-4; on conv1 the direct kernels
+//                                       forward and backward weights, im2col
+//                                       backward data), B = 128
 //                                       for forward, backward_data,
 //                                       backward_weights; B = 1 (inference)
 //                                       for forward
@@ -30,14 +32,14 @@
 //                                       measurements behind automatic's rule
 //   conv_eigen/<pass>/<shape>/batch:B/threads:T
 //                                       the same kernels with Eigen's GEMM
-//                                       (Conv2DGemm::eigen, the kernels before
-//                                       lamina had its own GEMM)
+//                                       (GemmKernel::eigen on im2col, to
+//                                       compare with lamina's GEMM)
 //   gemm/{lamina,eigen}/<pass>/<shape>  the GEMM of one chunk alone, serial, on
 //                                       the operands the kernel gives it:
 //                                       forward (rows, K) x (K, F), backward
 //                                       data (rows, F) x (K, F)^T, backward
 //                                       weights (rows, K)^T x (rows, F)
-//   conv_naive/<pass>/<shape>/batch:8   the naive references (serial, double
+//   conv_reference/<pass>/<shape>/batch:8   the references (serial, double
 //                                       accumulation), at batch 8 because they are
 //                                       slow; forward also at batch 1
 //   im2col/{fast,reference}/<shape>/batch:128, col2im/...
@@ -60,7 +62,7 @@ namespace {
 
 using lamina::kernels::Conv2DGeometry;
 using lamina::kernels::Conv2DAlgorithm;
-using lamina::kernels::Conv2DGemm;
+using lamina::kernels::GemmKernel;
 using lamina::kernels::Conv2DWorkspace;
 
 struct ConvShape {
@@ -132,12 +134,12 @@ double pass_flops(const Conv2DGeometry& g) {
 }
 
 // Arguments: batch, threads.
-void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gemm, Conv2DAlgorithm algorithm) {
+void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass, GemmKernel gemm, Conv2DAlgorithm algorithm) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   const int threads = lamina_bench::use_threads(state.range(1));
   const Conv2DGeometry g = geometry(shape, batch);
   ConvOperands x(g);
-  Conv2DWorkspace<float> workspace(gemm, algorithm);
+  Conv2DWorkspace<float> workspace(algorithm, gemm);
   auto run = [&] {
     switch (pass) {
       case Pass::forward:
@@ -167,7 +169,7 @@ void BM_conv_fast(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGem
 
 // The GEMM of one full chunk at batch 128, serial, lamina's or Eigen's, on the
 // operands the kernels give it (random values of the right shapes).
-void BM_gemm(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gemm) {
+void BM_gemm(benchmark::State& state, ConvShape shape, Pass pass, GemmKernel gemm) {
   namespace k = lamina::kernels;
   lamina_bench::use_threads(1);
   const Conv2DGeometry g = geometry(shape, 128);
@@ -188,20 +190,20 @@ void BM_gemm(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gem
   auto run = [&] {
     switch (pass) {
       case Pass::forward:
-        if (gemm == Conv2DGemm::lamina)
+        if (gemm == GemmKernel::lamina)
           k::gemm_prepacked<float>(rows, F, K, cols.data(), K, false, kernel.data(), F, out.data(), F);
         else
           Map(out.data(), R, FF).noalias() = CMap(cols.data(), R, KK) * CMap(kernel.data(), KK, FF);
         break;
       case Pass::backward_data:
-        if (gemm == Conv2DGemm::lamina) {
+        if (gemm == GemmKernel::lamina) {
           k::gemm_prepacked<float>(rows, K, F, go.data(), F, false, packed.data(), KP, grad_cols.data(), K);
         } else {
           Map(grad_cols.data(), R, KK).noalias() = CMap(go.data(), R, FF) * CMap(kernel.data(), KK, FF).transpose();
         }
         break;
       case Pass::backward_weights:
-        if (gemm == Conv2DGemm::lamina)
+        if (gemm == GemmKernel::lamina)
           k::gemm_prepacked<float>(K, F, rows, cols.data(), K, true, go.data(), F, grad_kernel.data(), F);
         else
           Map(grad_kernel.data(), KK, FF).noalias() = CMap(cols.data(), R, KK).transpose() * CMap(go.data(), R, FF);
@@ -223,7 +225,7 @@ void BM_gemm(benchmark::State& state, ConvShape shape, Pass pass, Conv2DGemm gem
 }
 
 // Argument: batch. The references are serial.
-void BM_conv_naive(benchmark::State& state, ConvShape shape, Pass pass) {
+void BM_conv_reference(benchmark::State& state, ConvShape shape, Pass pass) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   const int threads = lamina_bench::use_threads(1);
   const Conv2DGeometry g = geometry(shape, batch);
@@ -233,13 +235,13 @@ void BM_conv_naive(benchmark::State& state, ConvShape shape, Pass pass) {
   for (auto _ : state) {
     switch (pass) {
       case Pass::forward:
-        lamina::kernels::conv2d_forward_naive(g, x.input.data(), x.kernel.data(), x.bias.data(), x.output.data());
+        lamina::kernels::conv2d_forward_reference(g, x.input.data(), x.kernel.data(), x.bias.data(), x.output.data());
         break;
       case Pass::backward_data:
-        lamina::kernels::conv2d_backward_data_naive(g, x.grad_output.data(), x.kernel.data(), x.grad_input.data());
+        lamina::kernels::conv2d_backward_data_reference(g, x.grad_output.data(), x.kernel.data(), x.grad_input.data());
         break;
       case Pass::backward_weights:
-        lamina::kernels::conv2d_backward_weights_naive(g, x.input.data(), x.grad_output.data(),
+        lamina::kernels::conv2d_backward_weights_reference(g, x.input.data(), x.grad_output.data(),
                                                        x.grad_kernel.data(), x.grad_bias.data());
         break;
     }
@@ -311,12 +313,12 @@ bool register_benchmarks() {
       const std::string suffix = std::string(pass_name(pass)) + "/" + shape.name;
       const struct {
         const char* family;
-        Conv2DGemm gemm;
+        GemmKernel gemm;
         Conv2DAlgorithm algorithm;
-      } kernels[] = {{"conv_fast/", Conv2DGemm::lamina, Conv2DAlgorithm::automatic},
-                     {"conv_im2col/", Conv2DGemm::lamina, Conv2DAlgorithm::im2col},
-                     {"conv_winograd/", Conv2DGemm::lamina, Conv2DAlgorithm::winograd},
-                     {"conv_eigen/", Conv2DGemm::eigen, Conv2DAlgorithm::im2col}};
+      } kernels[] = {{"conv_fast/", GemmKernel::automatic, Conv2DAlgorithm::automatic},
+                     {"conv_im2col/", GemmKernel::automatic, Conv2DAlgorithm::im2col},
+                     {"conv_winograd/", GemmKernel::automatic, Conv2DAlgorithm::winograd},
+                     {"conv_eigen/", GemmKernel::eigen, Conv2DAlgorithm::im2col}};
       for (const auto& k : kernels) {
         auto* fast = benchmark::RegisterBenchmark((k.family + suffix).c_str(), BM_conv_fast, shape, pass, k.gemm,
                                                   k.algorithm);
@@ -325,14 +327,14 @@ bool register_benchmarks() {
         if (pass == Pass::forward)
           for (std::int64_t threads : lamina_bench::thread_counts()) fast->Args({1, threads});
       }
-      for (Conv2DGemm gemm : {Conv2DGemm::lamina, Conv2DGemm::eigen}) {
-        const std::string gemm_name = std::string("gemm/") + (gemm == Conv2DGemm::lamina ? "lamina/" : "eigen/");
+      for (GemmKernel gemm : {GemmKernel::lamina, GemmKernel::eigen}) {
+        const std::string gemm_name = std::string("gemm/") + (gemm == GemmKernel::lamina ? "lamina/" : "eigen/");
         benchmark::RegisterBenchmark((gemm_name + suffix).c_str(), BM_gemm, shape, pass, gemm)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }
 
-      auto* naive = benchmark::RegisterBenchmark(("conv_naive/" + suffix).c_str(), BM_conv_naive, shape, pass);
+      auto* naive = benchmark::RegisterBenchmark(("conv_reference/" + suffix).c_str(), BM_conv_reference, shape, pass);
       naive->ArgName("batch")->Arg(8)->UseRealTime()->Unit(benchmark::kMillisecond);
       if (pass == Pass::forward) naive->Arg(1);
     }
@@ -342,7 +344,7 @@ bool register_benchmarks() {
       for (Conv2DAlgorithm algorithm : {Conv2DAlgorithm::im2col, Conv2DAlgorithm::winograd}) {
         const std::string name = std::string(algorithm == Conv2DAlgorithm::im2col ? "conv_im2col/" : "conv_winograd/") +
                                  pass_name(pass) + "/" + shape.name;
-        benchmark::RegisterBenchmark(name.c_str(), BM_conv_fast, shape, pass, Conv2DGemm::lamina, algorithm)
+        benchmark::RegisterBenchmark(name.c_str(), BM_conv_fast, shape, pass, GemmKernel::automatic, algorithm)
             ->ArgNames({"batch", "threads"})
             ->Args({128, 1})
             ->UseRealTime()

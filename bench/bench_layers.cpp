@@ -6,7 +6,7 @@
 //                              model skips the input gradient (backward = dW, db)
 //   dense_256_10               the MLP's (and the CNN's) last Dense, 10 outputs
 //   dense_*_eigen              the same Dense layers forced onto Eigen's GEMM
-//                              (DenseGemm::eigen), to compare with lamina's
+//                              (GemmKernel::eigen), to compare with lamina's
 //   batchnorm_28x28x32         BatchNormalization after the CNN's first convs
 //   batchnorm_256              BatchNormalization after the CNN's Dense 256
 //   maxpool_28x28x32           the CNN's first MaxPooling2D (2x2)
@@ -111,14 +111,14 @@ std::vector<LayerCase> layer_cases() {
       return w;
     };
   };
-  auto make_dense = [](std::size_t units, Activation activation, lamina::DenseGemm gemm) {
+  auto make_dense = [](std::size_t units, Activation activation, lamina::kernels::GemmKernel gemm) {
     return [=]() -> std::unique_ptr<Layer<float>> {
       auto d = std::make_unique<lamina::Dense<float>>(units, Init::he_normal, true, activation);
       d->set_gemm(gemm);
       return d;
     };
   };
-  using lamina::DenseGemm;
+  using lamina::kernels::GemmKernel;
   return {
       {"dense_3136_256_relu",
        [] { return std::make_unique<lamina::Dense<float>>(256, Init::he_normal, true, Activation::relu); },
@@ -126,13 +126,13 @@ std::vector<LayerCase> layer_cases() {
       {"dense_784_256_relu_no_dx",
        [] { return std::make_unique<lamina::Dense<float>>(256, Init::he_normal, true, Activation::relu); },
        Shape{784}, false, dense(784, 256, false)},
-      {"dense_256_10", make_dense(10, Activation::none, DenseGemm::automatic), Shape{256}, true,
+      {"dense_256_10", make_dense(10, Activation::none, GemmKernel::automatic), Shape{256}, true,
        dense(256, 10, true)},
-      {"dense_3136_256_relu_eigen", make_dense(256, Activation::relu, DenseGemm::eigen), Shape{3136}, true,
+      {"dense_3136_256_relu_eigen", make_dense(256, Activation::relu, GemmKernel::eigen), Shape{3136}, true,
        dense(3136, 256, true)},
-      {"dense_784_256_relu_no_dx_eigen", make_dense(256, Activation::relu, DenseGemm::eigen), Shape{784}, false,
+      {"dense_784_256_relu_no_dx_eigen", make_dense(256, Activation::relu, GemmKernel::eigen), Shape{784}, false,
        dense(784, 256, false)},
-      {"dense_256_10_eigen", make_dense(10, Activation::none, DenseGemm::eigen), Shape{256}, true,
+      {"dense_256_10_eigen", make_dense(10, Activation::none, GemmKernel::eigen), Shape{256}, true,
        dense(256, 10, true)},
       {"batchnorm_28x28x32", [] { return std::make_unique<lamina::BatchNormalization<float>>(); },
        Shape{28, 28, 32}, true, elementwise(28 * 28 * 32, 2, 3)},

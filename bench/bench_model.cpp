@@ -49,7 +49,7 @@ using lamina::Shape;
 
 constexpr std::uint64_t kSeed = 20261124;
 
-// The seed's models, exactly as the examples train them.
+// The reference models, exactly as the examples train them.
 Sequential<float> make_cnn() {
   Sequential<float> model(Shape{28, 28, 1}, kSeed);
   lamina_examples::add_reference_cnn(model);

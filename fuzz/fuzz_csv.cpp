@@ -11,9 +11,9 @@
 #include <vector>
 
 #include <lamina/core/error.hpp>
-#include <lamina/data/dataset.hpp>
 #include <lamina/data/gzip_reader.hpp>
 #include <lamina/data/mnist_csv.hpp>
+#include <lamina/data/mnist_data.hpp>
 
 namespace {
 

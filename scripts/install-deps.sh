@@ -9,6 +9,8 @@ packages=(
   nlohmann-json3-dev               # model files (safetensors headers)
   libstb-dev pkg-config            # PNG encoding for the training report
   catch2 libbenchmark-dev          # tests; benchmarks
+  python3-numpy python3-torch      # the model-file tests: Python reads lamina's files,
+                                   #   PyTorch gives lamina's predictions
   chromium fonts-dejavu-core       # the report's browser test (headless)
 )
 missing=()

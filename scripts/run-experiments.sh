@@ -13,9 +13,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DLAMINA_BUILD_TESTS=OFF -DLAMINA
 cmake --build build -j "$(nproc)" --target mnist_mlp mnist_cnn mnist_predict
 
 echo "== mnist_mlp: the baseline (784-256-10)"
-build/examples/mnist_mlp --lr-schedule cosine --augment --out out/mnist_mlp "$@"
-echo "== mnist_cnn: the seed's CNN"
-build/examples/mnist_cnn --epochs 15 --lr-schedule cosine --augment --out out/mnist_cnn "$@"
+build/examples/mnist_mlp --out out/mnist_mlp "$@"
+echo "== mnist_cnn: the notebook's CNN"
+build/examples/mnist_cnn --out out/mnist_cnn "$@"
 
 test_csv="$LAMINA_DATA_DIR/kaggle-digit-recognizer/test.csv.gz"
 if [ -f "$test_csv" ]; then

@@ -35,7 +35,7 @@ export CXX
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG -fno-sanitize-address-use-after-scope" \
   -DLAMINA_SANITIZE=address,undefined \
-  -DLAMINA_BUILD_BENCHMARKS=OFF -DLAMINA_INSTALL=OFF
+  -DLAMINA_BUILD_TESTS=ON -DLAMINA_BUILD_EXAMPLES=ON -DLAMINA_BUILD_BENCHMARKS=OFF -DLAMINA_INSTALL=OFF
 cmake --build "$dir" -j "$(nproc)"
 
 # detect_leaks=1: LeakSanitizer works here (it fails in sandboxes that deny

@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export LAMINA_DATA_DIR="${LAMINA_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-cmake -S . -B build-tests -DCMAKE_BUILD_TYPE=Release
+# Asked for explicitly: a missing Catch2 or Google Benchmark is then an error,
+# not a build without tests (their defaults follow what is found).
+cmake -S . -B build-tests -DCMAKE_BUILD_TYPE=Release \
+  -DLAMINA_BUILD_TESTS=ON -DLAMINA_BUILD_EXAMPLES=ON -DLAMINA_BUILD_BENCHMARKS=ON
 cmake --build build-tests -j "$(nproc)"
 cd build-tests
 ctest --output-on-failure -j "$(nproc)"

@@ -9,9 +9,22 @@ if(NOT LAMINA_SANITIZE)
   add_test(NAME test_link_two_tu COMMAND test_link_two_tu)
 endif()
 
+# Every public header alone: includes at the top, no cycle, self-contained
+# (tests/headers/headers.cmake). Not in the sanitizer build, which compiles the
+# same headers.
+if(NOT LAMINA_SANITIZE)
+  include(${CMAKE_CURRENT_SOURCE_DIR}/headers/headers.cmake)
+endif()
+
+# Python and PyTorch read lamina's model files (tests/python/python.cmake).
+include(${CMAKE_CURRENT_SOURCE_DIR}/python/python.cmake)
+
 # A separate project consumes lamina three ways; the package way goes through a
 # real `cmake --install` into a scratch prefix, configured with the checks switch
 # on so the test also proves that switches travel with the installed target.
+# In each way the project installs a library of its own that links lamina, with
+# its export set (install(EXPORT)), and a downstream project builds and runs
+# against that installed library (tests/consumer/run_consumer.cmake).
 # Not in the sanitizer build: these projects are built with the plain toolchain
 # (LAMINA_SANITIZE never reaches the installed target), so they would only
 # repeat the normal build's tests.
@@ -32,10 +45,13 @@ if(NOT LAMINA_SANITIZE)
   set_tests_properties(consumer_package consumer_subdirectory consumer_fetchcontent PROPERTIES TIMEOUT 600)
 endif()
 
-# The GCC 12.2 AVX-512 miscompile stays worked around for everything that links lamina.
-add_executable(test_gcc_slp_workaround ${CMAKE_CURRENT_SOURCE_DIR}/gcc_slp_bug.cpp)
-target_link_libraries(test_gcc_slp_workaround PRIVATE lamina::lamina lamina_dev_flags)
-add_test(NAME test_gcc_slp_workaround COMMAND test_gcc_slp_workaround)
+# The GCC < 12.3 AVX-512 miscompile stays worked around for everything that
+# links lamina, while LAMINA_GCC_SLP_WORKAROUND is on (its default).
+if(LAMINA_GCC_SLP_WORKAROUND)
+  add_executable(test_gcc_slp_workaround ${CMAKE_CURRENT_SOURCE_DIR}/gcc_slp_bug.cpp)
+  target_link_libraries(test_gcc_slp_workaround PRIVATE lamina::lamina lamina_dev_flags)
+  add_test(NAME test_gcc_slp_workaround COMMAND test_gcc_slp_workaround)
+endif()
 
 # The sanitizer build compiles only the examples that examples_smoke runs.
 if(LAMINA_SANITIZE AND TARGET mnist_cnn)

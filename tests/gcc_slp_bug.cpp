@@ -1,7 +1,8 @@
 // Regression test for a GCC 12.2 miscompile with AVX-512 (-march=native on an
 // AVX-512 machine): the SLP vectorizer stores {5, 5, 5, 5} for {5, 5, 0, 0}.
 // Built with lamina::lamina's flags, which carry -fno-tree-slp-vectorize for
-// GCC < 12.3, it must print the right values.
+// GCC < 12.3 (the CMake option LAMINA_GCC_SLP_WORKAROUND, on by default), it
+// must print the right values.
 #include <cstdio>
 #include <cstring>
 #include <vector>

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 namespace fs = std::filesystem;
@@ -22,6 +22,12 @@ class Poison final : public Layer<T> {
   std::size_t nan_forward_at = 0, nan_backward_at = 0;  // 0: never
 
   std::string type() const override { return "Poison"; }
+  std::unique_ptr<Layer<T>> clone() const override {
+    auto copy = std::make_unique<Poison>();
+    copy->nan_forward_at = nan_forward_at;
+    copy->nan_backward_at = nan_backward_at;
+    return copy;
+  }
   TensorView<const T> forward(TensorView<const T> input, Mode mode) override {
     this->check_input(input);
     if (mode == Mode::eval) return input;
@@ -96,7 +102,7 @@ FitOptions<float> options(std::size_t epochs) {
   o.augment_seed = 9;
   o.verbosity = Verbosity::quiet;
   // A learning-rate schedule, as the examples use: resuming must see the same.
-  o.on_epoch_begin = [](std::size_t epoch, Sequential<float>& m) { m.optimizer()->set_learning_rate(3e-3 / epoch); };
+  o.on_epoch_begin = [](std::size_t epoch, Model<float>& m) { m.optimizer()->set_learning_rate(3e-3 / epoch); };
   return o;
 }
 
@@ -133,7 +139,7 @@ TEST_CASE("a run resumed from a checkpoint ends bit-identical to an uninterrupte
   const fs::path file = dir / "run.ckpt";
 
   auto whole = small_cnn(42);
-  const History full = whole->fit(train.images.view(), train.labels, options(5), val.images.view(), val.labels);
+  const History full = fit(*whole, train.images.view(), train.labels, options(5), val.images.view(), val.labels);
   REQUIRE(full.epochs.size() == 5);
   // It learns (validation accuracy 0.33 -> 0.65 when written), so the epochs
   // after the checkpoint matter.
@@ -146,10 +152,10 @@ TEST_CASE("a run resumed from a checkpoint ends bit-identical to an uninterrupte
     FitOptions<float> o = options(5);
     o.checkpoint_path = file;
     o.checkpoint_every = 2;
-    o.on_epoch_end = [](const EpochStats& s, Sequential<float>&) {
+    o.on_epoch_end = [](const EpochStats& s, Model<float>&) {
       if (s.epoch == 3) throw SimulatedCrash{};
     };
-    REQUIRE_THROWS_AS(first->fit(train.images.view(), train.labels, o, val.images.view(), val.labels), SimulatedCrash);
+    REQUIRE_THROWS_AS(fit(*first, train.images.view(), train.labels, o, val.images.view(), val.labels), SimulatedCrash);
   }
   REQUIRE(fs::exists(file));
   for (const auto& entry : fs::directory_iterator(dir))  // the atomic writer left no temporary behind
@@ -162,8 +168,8 @@ TEST_CASE("a run resumed from a checkpoint ends bit-identical to an uninterrupte
   FitOptions<float> o = options(5);
   o.resume_from = file;
   std::vector<std::size_t> epochs_run;
-  o.on_epoch_end = [&](const EpochStats& s, Sequential<float>&) { epochs_run.push_back(s.epoch); };
-  const History rest = resumed->fit(train.images.view(), train.labels, o, val.images.view(), val.labels);
+  o.on_epoch_end = [&](const EpochStats& s, Model<float>&) { epochs_run.push_back(s.epoch); };
+  const History rest = fit(*resumed, train.images.view(), train.labels, o, val.images.view(), val.labels);
   set_num_threads(2);
 
   CHECK(epochs_run == std::vector<std::size_t>{3, 4, 5});
@@ -188,7 +194,7 @@ TEST_CASE("a checkpoint that does not match the model, optimizer or run is refus
     FitOptions<float> o = options(1);
     o.checkpoint_path = file;
     o.checkpoint_every = 1;
-    model->fit(train.images.view(), train.labels, o);
+    fit(*model, train.images.view(), train.labels, o);
   }
   const std::string name = file.string();
   auto refused = [&](Sequential<float>& model, FitOptions<float> o, const Dataset<float>& data, const std::string& message) {
@@ -196,7 +202,7 @@ TEST_CASE("a checkpoint that does not match the model, optimizer or run is refus
     o.resume_from = file;
     const std::vector<std::uint8_t> before = state_bytes(model);
     try {
-      model.fit(data.images.view(), data.labels, o);
+      fit(model, data.images.view(), data.labels, o);
       FAIL("fit resumed from a checkpoint it should refuse");
     } catch (const Error& e) {
       CHECK(std::string(e.what()) == message);
@@ -247,12 +253,12 @@ TEST_CASE("a checkpoint that does not match the model, optimizer or run is refus
   SECTION("a model file instead of a checkpoint") {
     auto model = small_cnn(7);
     const fs::path model_file = dir / "model.safetensors";
-    model->save(model_file.string());
+    save_model(*model, model_file.string());
     FitOptions<float> o = options(3);
     o.resume_from = model_file;
     const std::vector<std::uint8_t> before = state_bytes(*model);
     try {
-      model->fit(train.images.view(), train.labels, o);
+      fit(*model, train.images.view(), train.labels, o);
       FAIL("fit resumed from a model file");
     } catch (const FormatError& e) {
       CHECK(std::string(e.what()) == model_file.string() +
@@ -277,7 +283,7 @@ TEST_CASE("a checkpoint that does not match the model, optimizer or run is refus
     o.resume_from = file;
     const std::vector<std::uint8_t> before = state_bytes(*model);
     try {
-      model->fit(train.images.view(), train.labels, o);
+      fit(*model, train.images.view(), train.labels, o);
       FAIL("fit resumed from a corrupted checkpoint");
     } catch (const FormatError& e) {
       CHECK_THAT(e.what(), Catch::Matchers::Contains("checksum mismatch") && Catch::Matchers::StartsWith(name + ": "));
@@ -292,20 +298,20 @@ TEST_CASE("fit refuses inconsistent checkpoint and clipping options before chang
   const std::vector<std::uint8_t> before = state_bytes(*model);
   FitOptions<float> o = options(1);
   o.checkpoint_every = 1;
-  CHECK_THROWS_WITH(model->fit(train.images.view(), train.labels, o),
+  CHECK_THROWS_WITH(fit(*model, train.images.view(), train.labels, o),
                     "fit: checkpoint_every is 1 but checkpoint_path is empty");
   o = options(1);
   o.clip_gradient_norm = -1;
-  CHECK_THROWS_WITH(model->fit(train.images.view(), train.labels, o),
+  CHECK_THROWS_WITH(fit(*model, train.images.view(), train.labels, o),
                     "fit: clip_gradient_norm must be a finite number >= 0 (0: no clipping), got -1.000000");
   o = options(1);
   o.checkpoint_path = "/nonexistent-lamina-dir/run.ckpt";
   o.checkpoint_every = 1;
-  CHECK_THROWS_WITH(model->fit(train.images.view(), train.labels, o),
+  CHECK_THROWS_WITH(fit(*model, train.images.view(), train.labels, o),
                     Catch::Matchers::StartsWith("cannot write /nonexistent-lamina-dir/run.ckpt: "));
   o = options(1);
   o.resume_from = "/nonexistent-lamina-dir/run.ckpt";
-  CHECK_THROWS_AS(model->fit(train.images.view(), train.labels, o), FormatError);
+  CHECK_THROWS_AS(fit(*model, train.images.view(), train.labels, o), FormatError);
   // The first three changed nothing; the unwritable checkpoint came after an
   // epoch of training, as it should (training is not undone for a full disk).
   (void)before;
@@ -327,7 +333,7 @@ TEST_CASE("a non-finite gradient stops fit before the step, naming epoch, batch,
   SECTION("stop (the default): nothing of the bad step is applied") {
     poison.nan_backward_at = 4 + 2;  // 4 batches per epoch: epoch 2, batch 2
     try {
-      model->fit(train.images.view(), train.labels, o);
+      fit(*model, train.images.view(), train.labels, o);
       FAIL("fit went on after a NaN gradient");
     } catch (const NumericalError& e) {
       CHECK(std::string(e.what()) ==
@@ -342,7 +348,7 @@ TEST_CASE("a non-finite gradient stops fit before the step, naming epoch, batch,
   }
   SECTION("a NaN loss") {
     poison.nan_forward_at = 3;
-    CHECK_THROWS_WITH(model->fit(train.images.view(), train.labels, o),
+    CHECK_THROWS_WITH(fit(*model, train.images.view(), train.labels, o),
                       "fit: the loss became NaN at epoch 1, batch 3 (the step was not applied; lower the learning "
                       "rate, set clip_gradient_norm, or choose another FitOptions::on_non_finite)");
     CHECK(model->optimizer()->iterations() == 2);
@@ -353,7 +359,7 @@ TEST_CASE("a non-finite gradient stops fit before the step, naming epoch, batch,
   SECTION("skip_batch: the batch is left out and training goes on") {
     poison.nan_backward_at = 3;
     o.on_non_finite = OnNonFinite::skip_batch;
-    const History h = model->fit(train.images.view(), train.labels, o);
+    const History h = fit(*model, train.images.view(), train.labels, o);
     CHECK(h.epochs[0].skipped_batches == 1);
     CHECK(h.epochs[1].skipped_batches == 0);
     CHECK(model->optimizer()->iterations() == 7);
@@ -363,7 +369,7 @@ TEST_CASE("a non-finite gradient stops fit before the step, naming epoch, batch,
     poison.nan_backward_at = 3;
     o.on_non_finite = OnNonFinite::apply;
     o.epochs = 1;
-    model->fit(train.images.view(), train.labels, o);
+    fit(*model, train.images.view(), train.labels, o);
     const TensorView<float> kernel = model->layer(1).parameters()[0];
     CHECK(std::any_of(kernel.data(), kernel.data() + kernel.size(), [](float v) { return std::isnan(v); }));
   }
@@ -420,7 +426,7 @@ TEST_CASE("clip_gradient_norm scales the step's gradients to the bound, as PyTor
   o.shuffle = false;
   o.verbosity = Verbosity::quiet;
   o.clip_gradient_norm = bound;
-  const History h = clipped->fit(train.images.view(), train.labels, o);
+  const History h = fit(*clipped, train.images.view(), train.labels, o);
   CHECK(h.epochs[0].clipped_batches == 1);
   CHECK(h.epochs[0].max_gradient_norm == norm);
   const float factor = static_cast<float>(bound / (norm + 1e-6));
@@ -431,6 +437,6 @@ TEST_CASE("clip_gradient_norm scales the step's gradients to the bound, as PyTor
   // Under the bound nothing changes.
   auto free = make();
   o.clip_gradient_norm = norm * 2;
-  CHECK(free->fit(train.images.view(), train.labels, o).epochs[0].clipped_batches == 0);
+  CHECK(fit(*free, train.images.view(), train.labels, o).epochs[0].clipped_batches == 0);
   for (std::size_t i = 0; i < g.size(); ++i) REQUIRE(free->store().params()[i] == before[i] - 0.5f * g[i]);
 }

@@ -1,5 +1,5 @@
 // The Conv2D kernels: geometry (Keras padding), im2col/col2im (xsimd vs
-// scalar, adjointness), fast vs naive forward/backward on odd shapes, and
+// scalar, adjointness), fast vs reference forward/backward on odd shapes, and
 // bit-identical results with 1 or 2 threads. These are the im2col kernels:
 // every workspace here is set to Conv2DAlgorithm::im2col (Winograd's kernels
 // have their own tests, test_winograd.cpp).
@@ -33,7 +33,7 @@
 #include <lamina/core/rng.hpp>
 #include <lamina/core/threads.hpp>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 using namespace lamina::kernels;
@@ -136,15 +136,21 @@ void check_close(const char* what, const std::vector<T>& fast, const std::vector
     }
   }
   INFO(what << ": worst error " << worst_ratio << " u * sum|terms| (bound " << 2 * growth
-            << "); first bad element " << first_bad << ": fast " << fast[first_bad] << " vs naive "
+            << "); first bad element " << first_bad << ": fast " << fast[first_bad] << " vs reference "
             << ref[first_bad]);
   CHECK(bad == 0);
 }
 
-const char* gemm_name(Conv2DGemm gemm) { return gemm == Conv2DGemm::lamina ? "lamina" : "eigen"; }
+const char* gemm_name(GemmKernel gemm) { return to_string(gemm); }
+
+// Whether the forward pass of g runs the direct kernels with ws's settings.
+bool uses_direct(const Conv2DGeometry& g, const Conv2DWorkspace<float>& ws) {
+  return conv2d_choose<float>(g, ws.algorithm(), ws.gemm(), KernelPass::forward).algorithm ==
+         Conv2DAlgorithm::direct;
+}
 
 template <class T>
-void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina,
+void check_fast_against_reference(const Case& c, std::uint64_t seed, GemmKernel gemm = GemmKernel::automatic,
                               Conv2DAlgorithm algorithm = Conv2DAlgorithm::im2col) {
   INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm)
          << ", algorithm " << to_string(algorithm));
@@ -154,21 +160,21 @@ void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm
   const auto kernel = random_values<T>(g.kernel_size(), rng);
   const auto bias = random_values<T>(g.F, rng);
   const auto grad_output = random_values<T>(g.output_size(), rng);
-  Conv2DWorkspace<T> ws(gemm, algorithm);
+  Conv2DWorkspace<T> ws(algorithm, gemm);
 
   // Forward, with and without bias.
   {
     std::vector<T> fast(g.output_size(), T(7)), ref(g.output_size());
     conv2d_forward(g, input.data(), kernel.data(), bias.data(), fast.data(), ws);
-    conv2d_forward_naive(g, input.data(), kernel.data(), bias.data(), ref.data());
+    conv2d_forward_reference(g, input.data(), kernel.data(), bias.data(), ref.data());
     std::vector<double> mag(g.output_size());
     const auto abs_bias = absolute(bias);
-    conv2d_forward_naive(g, absolute(input).data(), absolute(kernel).data(), abs_bias.data(), mag.data());
+    conv2d_forward_reference(g, absolute(input).data(), absolute(kernel).data(), abs_bias.data(), mag.data());
     check_close("forward", fast, ref, mag, g.patch_size() + 1);
 
     conv2d_forward(g, input.data(), kernel.data(), static_cast<const T*>(nullptr), fast.data(), ws);
-    conv2d_forward_naive(g, input.data(), kernel.data(), static_cast<const T*>(nullptr), ref.data());
-    conv2d_forward_naive(g, absolute(input).data(), absolute(kernel).data(),
+    conv2d_forward_reference(g, input.data(), kernel.data(), static_cast<const T*>(nullptr), ref.data());
+    conv2d_forward_reference(g, absolute(input).data(), absolute(kernel).data(),
                          static_cast<const double*>(nullptr), mag.data());
     check_close("forward without bias", fast, ref, mag, g.patch_size());
 
@@ -188,9 +194,9 @@ void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm
   {
     std::vector<T> fast(g.input_size(), T(7)), ref(g.input_size());
     conv2d_backward_data(g, grad_output.data(), kernel.data(), fast.data(), ws);
-    conv2d_backward_data_naive(g, grad_output.data(), kernel.data(), ref.data());
+    conv2d_backward_data_reference(g, grad_output.data(), kernel.data(), ref.data());
     std::vector<double> mag(g.input_size());
-    conv2d_backward_data_naive(g, absolute(grad_output).data(), absolute(kernel).data(), mag.data());
+    conv2d_backward_data_reference(g, absolute(grad_output).data(), absolute(kernel).data(), mag.data());
     check_close("backward data", fast, ref, mag, g.KH * g.KW * g.F);
   }
   // Backward weights, with and without the bias gradient.
@@ -198,9 +204,9 @@ void check_fast_against_naive(const Case& c, std::uint64_t seed, Conv2DGemm gemm
     std::vector<T> fast_k(g.kernel_size(), T(7)), fast_b(g.F, T(7));
     std::vector<T> ref_k(g.kernel_size()), ref_b(g.F);
     conv2d_backward_weights(g, input.data(), grad_output.data(), fast_k.data(), fast_b.data(), ws);
-    conv2d_backward_weights_naive(g, input.data(), grad_output.data(), ref_k.data(), ref_b.data());
+    conv2d_backward_weights_reference(g, input.data(), grad_output.data(), ref_k.data(), ref_b.data());
     std::vector<double> mag_k(g.kernel_size()), mag_b(g.F);
-    conv2d_backward_weights_naive(g, absolute(input).data(), absolute(grad_output).data(),
+    conv2d_backward_weights_reference(g, absolute(input).data(), absolute(grad_output).data(),
                                   mag_k.data(), mag_b.data());
     const std::size_t terms = g.N * g.OH * g.OW;
     check_close("backward weights (kernel)", fast_k, ref_k, mag_k, terms);
@@ -287,7 +293,7 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 template <class T>
-void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm gemm = Conv2DGemm::lamina,
+void check_thread_count_invariance(const Case& c, std::uint64_t seed, GemmKernel gemm = GemmKernel::automatic,
                                    Conv2DAlgorithm algorithm = Conv2DAlgorithm::im2col) {
   INFO(c << " with T = " << (sizeof(T) == 4 ? "float" : "double") << ", GEMM " << gemm_name(gemm)
          << ", algorithm " << to_string(algorithm));
@@ -302,7 +308,7 @@ void check_thread_count_invariance(const Case& c, std::uint64_t seed, Conv2DGemm
   const auto grad_output = random_values<T>(g.output_size(), rng);
 
   const int saved = num_threads();
-  Conv2DWorkspace<T> ws1(gemm, algorithm), ws2(gemm, algorithm);
+  Conv2DWorkspace<T> ws1(algorithm, gemm), ws2(algorithm, gemm);
   set_num_threads(1);
   const Results<T> one = run_fast(g, input, kernel, bias, grad_output, ws1);
   set_num_threads(2);
@@ -377,7 +383,7 @@ TEST_CASE("Checked Conv2D overloads name the shape that does not fit") {
   const Conv2DGeometry g(2, 7, 7, 3, 4, 3, 3, 1, 1, Padding::same);
   Tensor<float> input(g.input_shape()), kernel(g.kernel_shape()), bias(Shape{4});
   Tensor<float> output(g.output_shape()), wrong(Shape{2, 5, 5, 4});
-  Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
+  Conv2DWorkspace<float> ws(Conv2DAlgorithm::im2col, GemmKernel::automatic);
   CHECK_NOTHROW(conv2d_forward(g, input.cview(), kernel.cview(), bias.cview(), output.view(), ws));
   CHECK_THROWS_WITH(conv2d_forward(g, input.cview(), kernel.cview(), bias.cview(), wrong.view(), ws),
                     Catch::Contains("output must be (2, 7, 7, 4)") && Catch::Contains("got (2, 5, 5, 4)"));
@@ -401,28 +407,28 @@ TEST_CASE("Naive Conv2D matches hand-computed values, Keras padding included") {
     // 2x2 kernel of ones, 'valid': the four 2x2 block sums.
     const Conv2DGeometry g(1, 3, 3, 1, 1, 2, 2, 1, 1, Padding::valid);
     std::vector<double> kernel(4, 1.0), out(4);
-    conv2d_forward_naive(g, input.data(), kernel.data(), static_cast<const double*>(nullptr), out.data());
+    conv2d_forward_reference(g, input.data(), kernel.data(), static_cast<const double*>(nullptr), out.data());
     CHECK(out == std::vector<double>{12, 16, 24, 28});
   }
   {
     // 2x2 'same': total padding 1, all of it after the image (bottom/right).
     const Conv2DGeometry g(1, 3, 3, 1, 1, 2, 2, 1, 1, Padding::same);
     std::vector<double> kernel(4, 1.0), out(9), bias{0.5};
-    conv2d_forward_naive(g, input.data(), kernel.data(), bias.data(), out.data());
+    conv2d_forward_reference(g, input.data(), kernel.data(), bias.data(), out.data());
     CHECK(out == std::vector<double>{12.5, 16.5, 9.5, 24.5, 28.5, 15.5, 15.5, 17.5, 9.5});
   }
   {
     // 3x3 'same' with stride 2: OH = 2, total padding 2, one row/column on top/left.
     const Conv2DGeometry g(1, 3, 3, 1, 1, 3, 3, 2, 2, Padding::same);
     std::vector<double> kernel(9, 1.0), out(4);
-    conv2d_forward_naive(g, input.data(), kernel.data(), static_cast<const double*>(nullptr), out.data());
+    conv2d_forward_reference(g, input.data(), kernel.data(), static_cast<const double*>(nullptr), out.data());
     CHECK(out == std::vector<double>{12, 16, 24, 28});
   }
   {
     // Two channels, two filters: kernel[0, 0, c, f] picks channel c scaled by f + 1.
     const Conv2DGeometry g(1, 1, 2, 2, 2, 1, 1, 1, 1, Padding::valid);
     std::vector<double> in2{1, 10, 2, 20}, kernel{1, 0, 0, 2}, out(4);  // (C, F) = [[1, 0], [0, 2]]
-    conv2d_forward_naive(g, in2.data(), kernel.data(), static_cast<const double*>(nullptr), out.data());
+    conv2d_forward_reference(g, in2.data(), kernel.data(), static_cast<const double*>(nullptr), out.data());
     CHECK(out == std::vector<double>{1, 20, 2, 40});
   }
 }
@@ -438,9 +444,9 @@ TEST_CASE("Naive Conv2D backward passes are the adjoints of the naive forward") 
     const auto k = random_integers<double>(g.kernel_size(), rng);
     const auto go = random_integers<double>(g.output_size(), rng);
     std::vector<double> y(g.output_size()), gx(g.input_size()), gk(g.kernel_size()), gb(g.F);
-    conv2d_forward_naive(g, x.data(), k.data(), static_cast<const double*>(nullptr), y.data());
-    conv2d_backward_data_naive(g, go.data(), k.data(), gx.data());
-    conv2d_backward_weights_naive(g, x.data(), go.data(), gk.data(), gb.data());
+    conv2d_forward_reference(g, x.data(), k.data(), static_cast<const double*>(nullptr), y.data());
+    conv2d_backward_data_reference(g, go.data(), k.data(), gx.data());
+    conv2d_backward_weights_reference(g, x.data(), go.data(), gk.data(), gb.data());
     const double forward = dot(y, go);
     CHECK(dot(x, gx) == forward);
     CHECK(dot(k, gk) == forward);
@@ -470,11 +476,11 @@ TEST_CASE("col2im is the adjoint of im2col") {
 }
 
 TEST_CASE("Fast Conv2D matches the naive reference on odd shapes (float and double)") {
-  for (Conv2DGemm gemm : {Conv2DGemm::lamina, Conv2DGemm::eigen}) {
+  for (GemmKernel gemm : {GemmKernel::automatic, GemmKernel::lamina, GemmKernel::eigen}) {
     std::uint64_t seed = 300;
     for (const Case& c : kSmallCases) {
-      check_fast_against_naive<float>(c, seed++, gemm);
-      check_fast_against_naive<double>(c, seed++, gemm);
+      check_fast_against_reference<float>(c, seed++, gemm);
+      check_fast_against_reference<double>(c, seed++, gemm);
     }
   }
 }
@@ -488,9 +494,9 @@ TEST_CASE("Fast Conv2D matches the naive reference over several uneven chunks") 
       CHECK(chunking.chunks >= 3);
       CHECK(c.N % chunking.images_per_chunk != 0);
     }
-    check_fast_against_naive<float>(c, seed++);
-    check_fast_against_naive<double>(c, seed++);
-    check_fast_against_naive<float>(c, seed++, Conv2DGemm::eigen);
+    check_fast_against_reference<float>(c, seed++);
+    check_fast_against_reference<double>(c, seed++);
+    check_fast_against_reference<float>(c, seed++, GemmKernel::eigen);
   }
 }
 
@@ -525,7 +531,7 @@ TEST_CASE("Fast Conv2D gives the same bits with 1 thread or 2") {
   for (const Case& c : kChunkedCases) {
     check_thread_count_invariance<float>(c, seed++);
     check_thread_count_invariance<double>(c, seed++);
-    check_thread_count_invariance<float>(c, seed++, Conv2DGemm::eigen);
+    check_thread_count_invariance<float>(c, seed++, GemmKernel::eigen);
   }
 }
 
@@ -540,7 +546,7 @@ TEST_CASE("The implicit-im2col forward gives the bits of lamina's GEMM on an im2
     const auto input = random_values<float>(g.input_size(), rng);
     const auto kernel = random_values<float>(g.kernel_size(), rng);
     const auto bias = random_values<float>(g.F, rng);
-    Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
+    Conv2DWorkspace<float> ws(Conv2DAlgorithm::im2col, GemmKernel::automatic);
     std::vector<float> fast(g.output_size(), 7.0f), columns(g.N * g.pixels_per_image() * g.patch_size());
     std::vector<float> via_gemm(g.output_size(), -7.0f);
     for (bool relu : {false, true}) {
@@ -561,8 +567,8 @@ TEST_CASE("Fast Conv2D (lamina's GEMM) gives an image the same bits in any batch
   // order depends on the geometry only (kernels/gemm.hpp), so an image's
   // output and input gradient do not depend on the batch it comes in, nor on
   // where the chunks cut it: predict(x, 1000) and predict(x, 7) agree.
-  CHECK(conv2d_backward_data_gemm<float>(kChunkedCases[0].geometry(), Conv2DGemm::lamina) == Conv2DGemm::lamina);
-  CHECK(conv2d_backward_data_gemm<float>(kChunkedCases[1].geometry(), Conv2DGemm::lamina) == Conv2DGemm::eigen);
+  CHECK(conv2d_choose<float>(kChunkedCases[0].geometry(), Conv2DAlgorithm::im2col, GemmKernel::automatic, KernelPass::backward_data).gemm == GemmKernel::lamina);
+  CHECK(conv2d_choose<float>(kChunkedCases[1].geometry(), Conv2DAlgorithm::im2col, GemmKernel::automatic, KernelPass::backward_data).gemm == GemmKernel::eigen);
   std::uint64_t seed = 600;
   for (const Case& c : kChunkedCases) {
     INFO(c);
@@ -572,7 +578,7 @@ TEST_CASE("Fast Conv2D (lamina's GEMM) gives an image the same bits in any batch
     const auto kernel = random_values<float>(g.kernel_size(), rng);
     const auto bias = random_values<float>(g.F, rng);
     const auto grad_output = random_values<float>(g.output_size(), rng);
-    Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
+    Conv2DWorkspace<float> ws(Conv2DAlgorithm::im2col, GemmKernel::automatic);
     std::vector<float> output(g.output_size()), grad_input(g.input_size());
     conv2d_forward(g, input.data(), kernel.data(), bias.data(), output.data(), ws, true);
     conv2d_backward_data(g, grad_output.data(), kernel.data(), grad_input.data(), ws);
@@ -594,7 +600,7 @@ TEST_CASE("Fast Conv2D (lamina's GEMM) gives an image the same bits in any batch
       CHECK(same_out);
       // Backward data runs Eigen's GEMM when K pads badly (K = 9 here); only
       // lamina's gives this guarantee.
-      if (conv2d_backward_data_gemm<float>(g, Conv2DGemm::lamina) == Conv2DGemm::lamina) CHECK(same_grad);
+      if (conv2d_choose<float>(g, Conv2DAlgorithm::im2col, GemmKernel::automatic, KernelPass::backward_data).gemm == GemmKernel::lamina) CHECK(same_grad);
     }
   }
 }
@@ -606,7 +612,7 @@ TEST_CASE("Conv2DWorkspace does not grow in the steady state") {
   const auto kernel = random_values<float>(g.kernel_size(), rng);
   const auto bias = random_values<float>(g.F, rng);
   const auto grad_output = random_values<float>(g.output_size(), rng);
-  Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
+  Conv2DWorkspace<float> ws(Conv2DAlgorithm::im2col, GemmKernel::automatic);
   ws.reserve(g);
   const std::size_t reserved = ws.capacity_bytes();
   CHECK(reserved > 0);
@@ -635,7 +641,7 @@ TEST_CASE("Fast Conv2D called from the caller's own parallel region runs seriall
   const auto kernel = random_values<float>(g.kernel_size(), rng);
   const auto bias = random_values<float>(g.F, rng);
   const auto grad_output = random_values<float>(g.output_size(), rng);
-  Conv2DWorkspace<float> ws(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
+  Conv2DWorkspace<float> ws(Conv2DAlgorithm::im2col, GemmKernel::automatic);
   const Results<float> outside = run_fast(g, input, kernel, bias, grad_output, ws);
   std::vector<Results<float>> inside(2);
 #if defined(_OPENMP)
@@ -643,7 +649,7 @@ TEST_CASE("Fast Conv2D called from the caller's own parallel region runs seriall
   {
     const int t = omp_get_thread_num();
     if (t < 2) {
-      Conv2DWorkspace<float> own(Conv2DGemm::lamina, Conv2DAlgorithm::im2col);
+      Conv2DWorkspace<float> own(Conv2DAlgorithm::im2col, GemmKernel::automatic);
       inside[static_cast<std::size_t>(t)] = run_fast(g, input, kernel, bias, grad_output, own);
     }
   }
@@ -675,23 +681,22 @@ TEST_CASE("The direct kernels of one-channel 3x3 layers match the naive referenc
   std::uint64_t seed = 1300;
   for (const Case& c : float_cases) {
     Conv2DWorkspace<float> ws;
-    REQUIRE(conv2d_uses_direct(c.geometry(), ws));
-    check_fast_against_naive<float>(c, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+    REQUIRE(uses_direct(c.geometry(), ws));
+    check_fast_against_reference<float>(c, seed++, GemmKernel::automatic, Conv2DAlgorithm::automatic);
   }
-  for (const Case& c : double_cases) check_fast_against_naive<double>(c, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+  for (const Case& c : double_cases) check_fast_against_reference<double>(c, seed++, GemmKernel::automatic, Conv2DAlgorithm::automatic);
   // Several chunks (300 images), so that the partials' reduction runs.
   const Case chunked{300, 28, 28, 1, 2 * Wf, 3, 3, 1, 1, Padding::same};
-  check_fast_against_naive<float>(chunked, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
-  check_thread_count_invariance<float>(chunked, seed++, Conv2DGemm::lamina, Conv2DAlgorithm::automatic);
+  check_fast_against_reference<float>(chunked, seed++, GemmKernel::automatic, Conv2DAlgorithm::automatic);
+  check_thread_count_invariance<float>(chunked, seed++, GemmKernel::automatic, Conv2DAlgorithm::automatic);
 
   // Not taken: F not a multiple of the batch size, two channels, a 5x5
-  // kernel, the im2col algorithm or Eigen's GEMM.
+  // kernel, or the im2col algorithm (the direct kernels run their own loops,
+  // whatever the GEMM setting).
   Conv2DWorkspace<float> ws;
-  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf + 1, 3, 3, 1, 1, Padding::same), ws));
-  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 2, Wf, 3, 3, 1, 1, Padding::same), ws));
-  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 5, 5, 1, 1, Padding::same), ws));
+  CHECK_FALSE(uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf + 1, 3, 3, 1, 1, Padding::same), ws));
+  CHECK_FALSE(uses_direct(Conv2DGeometry(2, 7, 7, 2, Wf, 3, 3, 1, 1, Padding::same), ws));
+  CHECK_FALSE(uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 5, 5, 1, 1, Padding::same), ws));
   ws.set_algorithm(Conv2DAlgorithm::im2col);
-  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 3, 3, 1, 1, Padding::same), ws));
-  Conv2DWorkspace<float> eigen(Conv2DGemm::eigen);
-  CHECK_FALSE(conv2d_uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 3, 3, 1, 1, Padding::same), eigen));
+  CHECK_FALSE(uses_direct(Conv2DGeometry(2, 7, 7, 1, Wf, 3, 3, 1, 1, Padding::same), ws));
 }

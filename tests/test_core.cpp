@@ -3,7 +3,7 @@
 
 #include <set>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 

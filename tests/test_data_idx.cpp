@@ -1,10 +1,6 @@
 // The IDX loader, the labels-file lookup, load_mnist's format sniffing, and the
 // real MNIST files (including a cross-check that the Kaggle CSVs hold exactly
 // the MNIST images with the MNIST labels).
-//
-// This file includes mnist_idx.hpp first on purpose (see test_data_csv.cpp).
-#include "lamina/data/mnist_idx.hpp"
-
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -18,7 +14,7 @@
 #include <zlib.h>
 
 #include "lamina/data/data.hpp"
-#include "test_support.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using lamina::ArgumentError;

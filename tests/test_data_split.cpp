@@ -1,8 +1,4 @@
 // stratified_split's guarantees, to_dataset and subset.
-//
-// This file includes dataset.hpp first on purpose (see test_data_csv.cpp).
-#include "lamina/data/dataset.hpp"
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -14,7 +10,7 @@
 
 #include "lamina/core/rng.hpp"
 #include "lamina/data/data.hpp"
-#include "test_support.hpp"
+#include "support.hpp"
 
 using lamina::ArgumentError;
 using lamina::StratifiedSplit;

@@ -24,9 +24,11 @@
 #include <limits>
 #include <vector>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
+using lamina::kernels::GemmKernel;
+using lamina::kernels::KernelPass;
 
 namespace {
 
@@ -42,8 +44,8 @@ double sum_bound(std::size_t n) {
   return 2 * std::min(dn, 8 * std::sqrt(dn)) * unit_roundoff<T>();
 }
 
-const char* gemm_name(DenseGemm g) {
-  return g == DenseGemm::lamina ? "lamina" : g == DenseGemm::eigen ? "eigen" : "automatic";
+const char* gemm_name(GemmKernel g) {
+  return to_string(g);
 }
 
 struct DenseCase {
@@ -55,7 +57,7 @@ struct DenseCase {
 // Runs one Dense forward and backward and compares Y, dW, db and dX with the
 // naive reference. Returns the worst error in units of the bound.
 template <class T>
-double check_dense(const DenseCase& c, DenseGemm gemm, std::uint64_t seed) {
+double check_dense(const DenseCase& c, GemmKernel gemm, std::uint64_t seed) {
   INFO("batch " << c.batch << " in " << c.in << " out " << c.out << (c.bias ? " bias" : "")
                 << (c.activation == Activation::relu ? " relu" : "") << " gemm " << gemm_name(gemm)
                 << " T = " << (sizeof(T) == 4 ? "float" : "double"));
@@ -172,7 +174,7 @@ const DenseCase kOddCases[] = {
 
 TEST_CASE("Dense matches the naive reference on odd shapes with lamina's GEMM, Eigen's and the automatic choice") {
   std::uint64_t seed = 500;
-  for (DenseGemm gemm : {DenseGemm::lamina, DenseGemm::eigen, DenseGemm::automatic}) {
+  for (GemmKernel gemm : {GemmKernel::lamina, GemmKernel::eigen, GemmKernel::automatic}) {
     double worst_float = 0, worst_double = 0;
     for (const DenseCase& c : kOddCases) {
       worst_float = std::max(worst_float, check_dense<float>(c, gemm, ++seed));
@@ -188,15 +190,19 @@ TEST_CASE("Dense matches the naive reference on odd shapes with lamina's GEMM, E
 TEST_CASE("Dense's automatic GEMM choice per pass") {
   // Forward and dW on lamina's GEMM (10 outputs too: batch-independent rows);
   // dX on Eigen's.
-  CHECK(dense_prefers_lamina_gemm<float>(DenseGemmPass::forward, 128, 784, 256));
-  CHECK(dense_prefers_lamina_gemm<float>(DenseGemmPass::forward, 1, 256, 10));
-  CHECK(dense_prefers_lamina_gemm<float>(DenseGemmPass::backward_weights, 128, 256, 10));
-  CHECK_FALSE(dense_prefers_lamina_gemm<float>(DenseGemmPass::backward_data, 128, 3136, 256));
+  CHECK(kernels::dense_gemm<float>(GemmKernel::automatic, KernelPass::forward, 128, 784, 256) == GemmKernel::lamina);
+  CHECK(kernels::dense_gemm<float>(GemmKernel::automatic, KernelPass::forward, 1, 256, 10) == GemmKernel::lamina);
+  CHECK(kernels::dense_gemm<float>(GemmKernel::automatic, KernelPass::backward_weights, 128, 256, 10) == GemmKernel::lamina);
+  CHECK_FALSE(kernels::dense_gemm<float>(GemmKernel::automatic, KernelPass::backward_data, 128, 3136, 256) == GemmKernel::lamina);
+  // A layer's setting overrides the choice in every pass.
   Dense<float> d(10);
-  d.set_gemm(DenseGemm::lamina);
-  CHECK(d.uses_lamina_gemm(DenseGemmPass::backward_data, 128, 256, 10));
-  d.set_gemm(DenseGemm::eigen);
-  CHECK_FALSE(d.uses_lamina_gemm(DenseGemmPass::backward_weights, 128, 256, 10));
+  d.build(Shape{256});
+  CHECK(d.gemm_for(KernelPass::backward_data, 128) == GemmKernel::eigen);
+  d.set_gemm(GemmKernel::lamina);
+  CHECK(d.gemm_for(KernelPass::backward_data, 128) == GemmKernel::lamina);
+  d.set_gemm(GemmKernel::eigen);
+  CHECK(d.gemm_for(KernelPass::backward_weights, 128) == GemmKernel::eigen);
+  CHECK(d.gemm_for(KernelPass::forward, 128) == GemmKernel::eigen);
 }
 
 namespace {
@@ -205,7 +211,7 @@ struct DenseRun {
   std::vector<float> y, dw, db, dx;
 };
 
-DenseRun run_dense(int threads, const DenseCase& c, DenseGemm gemm) {
+DenseRun run_dense(int threads, const DenseCase& c, GemmKernel gemm) {
   set_num_threads(threads);
   Dense<float> dense(c.out, Init::he_normal, c.bias, c.activation);
   dense.set_gemm(gemm);
@@ -244,7 +250,7 @@ TEST_CASE("Dense forward and backward are bit-identical with 1 and 2 threads") {
       {200, 784, 256, true, Activation::relu},
       {257, 256, 10, true, Activation::none},
   };
-  for (DenseGemm gemm : {DenseGemm::automatic, DenseGemm::lamina, DenseGemm::eigen})
+  for (GemmKernel gemm : {GemmKernel::automatic, GemmKernel::lamina, GemmKernel::eigen})
     for (const DenseCase& c : cases) {
       INFO("batch " << c.batch << " in " << c.in << " out " << c.out << " gemm " << gemm_name(gemm));
       const DenseRun one = run_dense(1, c, gemm);

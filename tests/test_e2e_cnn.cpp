@@ -1,11 +1,11 @@
-// The seed's CNN: its summary, bit-identical weights with 1 and 2 threads, and
+// The notebook's CNN: its summary, bit-identical weights with 1 and 2 threads, and
 // a short run on real data.
 #include <lamina/lamina.hpp>
 
 #include <cstring>
 
 #include "../examples/common/reference_models.hpp"
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 
@@ -61,7 +61,7 @@ TEST_CASE("The CNN's weights after a few steps are bit-identical with 1 thread a
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     auto model = seed_cnn(9);
-    model->fit(x.view(), y, options);
+    fit(*model, x.view(), y, options);
     params.push_back(model->store().params());
     buffers.push_back(model->store().buffers());
   }
@@ -89,7 +89,7 @@ TEST_CASE("Two epochs of the CNN on 10000 Kaggle images reach 95% validation acc
   options.batch_size = 32;
   options.shuffle_seed = 42;
   options.verbosity = Verbosity::quiet;
-  const History h = model->fit(train.images.view(), train.labels, options, val.images.view(), val.labels);
+  const History h = fit(*model, train.images.view(), train.labels, options, val.images.view(), val.labels);
   INFO("validation accuracy " << h.epochs[1].val_accuracy << " after two epochs on " << train.size() << " images");
   CHECK(h.epochs[1].val_accuracy >= 0.95);
 }

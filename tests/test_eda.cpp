@@ -1,12 +1,12 @@
 // Exploratory data analysis: every figure of explore() on small synthetic data
 // computed by hand, then the real Kaggle train.csv against the counts its data
 // README publishes and against straightforward recomputation.
-#include <lamina/lamina.hpp>
+#include <lamina/data/data.hpp>
 #include <lamina/metrics/eda.hpp>
 
 #include <cmath>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 using Catch::Matchers::Contains;

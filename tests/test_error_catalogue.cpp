@@ -32,7 +32,7 @@
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 namespace fs = std::filesystem;
@@ -318,14 +318,14 @@ void idx_labels_case(const std::string& section, const Bytes& content, const std
 // Models
 // ===========================================================================
 
-using Model = Sequential<float>;
+using Net = Sequential<float>;
 constexpr std::size_t kSamples = 24;
 
 // Flatten -> Dense 8 (ReLU) -> BatchNormalization -> Dropout -> Dense 3 on
 // (4, 4, 1): parameters, buffers and a random stream, all of which a failing
 // call must leave alone.
-std::unique_ptr<Model> fresh_model() {
-  auto m = std::make_unique<Model>(Shape{4, 4, 1}, 21);
+std::unique_ptr<Net> fresh_model() {
+  auto m = std::make_unique<Net>(Shape{4, 4, 1}, 21);
   m->add<Flatten>();
   m->add<Dense>(8, Init::he_normal, true, Activation::relu);
   m->add<BatchNormalization>(0.9, 1e-3);
@@ -363,10 +363,10 @@ FitOptions<float> quiet_options(std::size_t epochs = 1, std::size_t batch = 8) {
 
 // Compiled and trained for two epochs: Adam's moments and step count, the
 // moving statistics and the Dropout stream are all away from their start.
-std::unique_ptr<Model> trained_model(const Dataset<float>& data) {
+std::unique_ptr<Net> trained_model(const Dataset<float>& data) {
   auto m = fresh_model();
   m->compile(std::make_unique<Adam<float>>(1e-2));
-  m->fit(data.images.view(), data.labels, quiet_options(2));
+  fit(*m, data.images.view(), data.labels, quiet_options(2));
   return m;
 }
 
@@ -386,7 +386,7 @@ Bytes bits(const T* data, std::size_t n) {
   return Bytes(reinterpret_cast<const char*>(data), n * sizeof(T));
 }
 
-ModelState snapshot(Model& m) {
+ModelState snapshot(Net& m) {
   ModelState s;
   s.built = m.built();
   s.layers = m.size();
@@ -437,9 +437,9 @@ std::string difference(const Bytes& a, const Bytes& b) {
 
 // What a model does next, as bits: one epoch of fit with validation, then
 // evaluate and predict.
-Bytes next_steps(Model& m, const Dataset<float>& data) {
+Bytes next_steps(Net& m, const Dataset<float>& data) {
   const Dataset<float> val = synthetic(10, 77);
-  const History h = m.fit(data.images.view(), data.labels, quiet_options(1), val.images.view(), val.labels);
+  const History h = fit(m, data.images.view(), data.labels, quiet_options(1), val.images.view(), val.labels);
   const Evaluation e = m.evaluate(data.images.view(), data.labels);
   const Tensor<float> p = m.predict(val.images.view());
   Bytes out = bits(&h.epochs.at(0).train_loss, 1) + bits(&h.epochs.at(0).val_loss, 1) + bits(&e.loss, 1) +
@@ -452,8 +452,8 @@ Bytes next_steps(Model& m, const Dataset<float>& data) {
 // E(expected), change nothing, and leave a model that goes on exactly as its
 // twin that never saw the call.
 template <class E>
-void api_case(const std::function<void(Model&, const Dataset<float>&)>& call, const std::string& expected,
-              const std::function<std::unique_ptr<Model>(const Dataset<float>&)>& make = trained_model,
+void api_case(const std::function<void(Net&, const Dataset<float>&)>& call, const std::string& expected,
+              const std::function<std::unique_ptr<Net>(const Dataset<float>&)>& make = trained_model,
               bool soft = false) {
   const Dataset<float> data = synthetic(kSamples, 5);
   auto model = make(data);
@@ -514,7 +514,7 @@ void model_file_case(const std::string& section, const Bytes* content, const std
   require_error<FormatError>([&] { (void)load_model<float>(path); }, expected);
   require_error<FormatError>([&] { (void)load_model<double>(path); }, expected);
 
-  Model model = load_model<float>(good);
+  Net model = load_model<float>(good);
   const ModelState before = snapshot(model);
   const Tensor<float> p_before = model.predict(data.images.view());
   require_error<FormatError>([&] { model = load_model<float>(path); }, expected);
@@ -1093,42 +1093,42 @@ TEST_CASE("Catalogue API: an input shape that does not match the model", "[catal
   };
   SECTION("fit") {
     api_case<ShapeError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const Tensor<float> x = flat(d, kSamples);
-          m.fit(x.view(), d.labels, quiet_options());
+          fit(m, x.view(), d.labels, quiet_options());
         },
         "fit: the model takes input (N, 4, 4, 1), got (24, 16)");
   }
   SECTION("fit: validation data of the wrong shape") {
     api_case<ShapeError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const Tensor<float> xv = Tensor<float>::from(d.images.view().slice(0, 6).reshape(Shape{6, 2, 8, 1}));
           const std::vector<std::int32_t> yv(d.labels.begin(), d.labels.begin() + 6);
-          m.fit(d.images.view(), d.labels, quiet_options(), xv.view(), yv);
+          fit(m, d.images.view(), d.labels, quiet_options(), xv.view(), yv);
         },
         "fit (validation data): the model takes input (N, 4, 4, 1), got (6, 2, 8, 1)");
   }
   SECTION("evaluate") {
     api_case<ShapeError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const Tensor<float> x = Tensor<float>::from(d.images.view().reshape(Shape{kSamples, 4, 4}));
           m.evaluate(x.view(), d.labels);
         },
         "evaluate: the model takes input (N, 4, 4, 1), got (24, 4, 4)");
   }
   SECTION("predict and predict_classes") {
-    api_case<ShapeError>([&](Model& m, const Dataset<float>& d) { m.predict(flat(d, 5).view()); },
+    api_case<ShapeError>([&](Net& m, const Dataset<float>& d) { m.predict(flat(d, 5).view()); },
                          "predict: the model takes input (N, 4, 4, 1), got (5, 16)");
-    api_case<ShapeError>([&](Model& m, const Dataset<float>& d) { m.predict_classes(flat(d, 5).view()); },
+    api_case<ShapeError>([&](Net& m, const Dataset<float>& d) { m.predict_classes(flat(d, 5).view()); },
                          "predict: the model takes input (N, 4, 4, 1), got (5, 16)");
   }
   SECTION("train_step (the first layer names itself and both shapes)") {
     api_case<ShapeError>(
-        [&](Model& m, const Dataset<float>& d) { m.train_step(flat(d, 8).view(), d.labels.data()); },
+        [&](Net& m, const Dataset<float>& d) { m.train_step(flat(d, 8).view(), d.labels.data()); },
         "train_step: the model takes input (N, 4, 4, 1), got (8, 16)");
   }
   SECTION("add: a layer that does not fit the output before it (the model is unchanged)") {
-    Model m(Shape{4, 4, 1}, 1);
+    Net m(Shape{4, 4, 1}, 1);
     require_error<ShapeError>([&] { m.add<Dense>(8); },
                               "layer 0 (Dense): expects input (N, features); add a Flatten layer before Dense, got "
                               "(N, 4, 4, 1) (the model input)");
@@ -1142,40 +1142,40 @@ TEST_CASE("Catalogue API: an input shape that does not match the model", "[catal
     m.add<Dense>(3);
     m.compile(std::make_unique<Adam<float>>(1e-2));
     const Dataset<float> d = synthetic(kSamples, 5);
-    CHECK_NOTHROW(m.fit(d.images.view(), d.labels, quiet_options()));
+    CHECK_NOTHROW(fit(m, d.images.view(), d.labels, quiet_options()));
   }
 }
 
 TEST_CASE("Catalogue API: labels outside the output range, or as many labels as samples", "[catalogue][api]") {
   SECTION("fit: a label too large, a negative label") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           std::vector<std::int32_t> y = d.labels;
           y[5] = 3;
-          m.fit(d.images.view(), y, quiet_options());
+          fit(m, d.images.view(), y, quiet_options());
         },
         "fit: label 3 of sample 5 is outside 0..2 (the model has 3 outputs)");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           std::vector<std::int32_t> y = d.labels;
           y[23] = -1;
-          m.fit(d.images.view(), y, quiet_options());
+          fit(m, d.images.view(), y, quiet_options());
         },
         "fit: label -1 of sample 23 is outside 0..2 (the model has 3 outputs)");
   }
   SECTION("fit: a validation label out of range") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const Tensor<float> xv = first(d, 6);
           std::vector<std::int32_t> yv(d.labels.begin(), d.labels.begin() + 6);
           yv[4] = 9;
-          m.fit(d.images.view(), d.labels, quiet_options(), xv.view(), yv);
+          fit(m, d.images.view(), d.labels, quiet_options(), xv.view(), yv);
         },
         "fit (validation data): label 9 of sample 4 is outside 0..2 (the model has 3 outputs)");
   }
   SECTION("evaluate: a label out of range") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           std::vector<std::int32_t> y = d.labels;
           y[0] = 10;
           m.evaluate(d.images.view(), y);
@@ -1184,23 +1184,23 @@ TEST_CASE("Catalogue API: labels outside the output range, or as many labels as 
   }
   SECTION("fit, evaluate, validation data: labels and samples of different counts") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const std::vector<std::int32_t> y(d.labels.begin(), d.labels.end() - 1);
-          m.fit(d.images.view(), y, quiet_options());
+          fit(m, d.images.view(), y, quiet_options());
         },
         "fit: 24 samples but 23 labels");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           std::vector<std::int32_t> y = d.labels;
           y.push_back(0);
           m.evaluate(d.images.view(), y);
         },
         "evaluate: 24 samples but 25 labels");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const Tensor<float> xv = first(d, 6);
           const std::vector<std::int32_t> yv(d.labels.begin(), d.labels.begin() + 5);
-          m.fit(d.images.view(), d.labels, quiet_options(), xv.view(), yv);
+          fit(m, d.images.view(), d.labels, quiet_options(), xv.view(), yv);
         },
         "fit (validation data): 6 samples but 5 labels");
   }
@@ -1210,18 +1210,18 @@ TEST_CASE("Catalogue API: an empty data set", "[catalogue][api]") {
   const Tensor<float> none(Shape{0, 4, 4, 1});  // no samples
   const std::vector<std::int32_t> no_labels;
   SECTION("fit") {
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>&) { m.fit(none.view(), no_labels, quiet_options()); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>&) { fit(m, none.view(), no_labels, quiet_options()); },
                             "fit: the data set is empty");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>&) { m.fit(TensorView<const float>{}, no_labels, quiet_options()); },
+        [&](Net& m, const Dataset<float>&) { fit(m, TensorView<const float>{}, no_labels, quiet_options()); },
         "fit: the data set is empty");
   }
   SECTION("evaluate, predict") {
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>&) { m.evaluate(none.view(), no_labels); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>&) { m.evaluate(none.view(), no_labels); },
                             "evaluate: the data set is empty");
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>&) { m.predict(none.view()); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>&) { m.predict(none.view()); },
                             "predict: the data set is empty");
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>&) { m.predict_classes(TensorView<const float>{}); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>&) { m.predict_classes(TensorView<const float>{}); },
                             "predict: the data set is empty");
   }
 }
@@ -1229,18 +1229,18 @@ TEST_CASE("Catalogue API: an empty data set", "[catalogue][api]") {
 TEST_CASE("Catalogue API: batch size 0 or larger than the data", "[catalogue][api]") {
   SECTION("fit") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) { m.fit(d.images.view(), d.labels, quiet_options(1, 0)); },
+        [&](Net& m, const Dataset<float>& d) { fit(m, d.images.view(), d.labels, quiet_options(1, 0)); },
         "fit: batch_size must be at least 1");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) { m.fit(d.images.view(), d.labels, quiet_options(1, 25)); },
+        [&](Net& m, const Dataset<float>& d) { fit(m, d.images.view(), d.labels, quiet_options(1, 25)); },
         "fit: batch_size 25 is larger than the 24 training samples");
   }
   SECTION("evaluate, predict, predict_classes") {
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>& d) { m.evaluate(d.images.view(), d.labels, 0); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>& d) { m.evaluate(d.images.view(), d.labels, 0); },
                             "evaluate: batch_size must be at least 1");
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>& d) { m.predict(d.images.view(), 0); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>& d) { m.predict(d.images.view(), 0); },
                             "predict: batch_size must be at least 1");
-    api_case<ArgumentError>([&](Model& m, const Dataset<float>& d) { m.predict_classes(d.images.view(), 0); },
+    api_case<ArgumentError>([&](Net& m, const Dataset<float>& d) { m.predict_classes(d.images.view(), 0); },
                             "predict: batch_size must be at least 1");
   }
   SECTION("not an error: evaluate and predict with a batch larger than the data (one batch)") {
@@ -1266,32 +1266,32 @@ TEST_CASE("Catalogue API: NaN or Inf in the input", "[catalogue][api]") {
   };
   SECTION("fit: NaN, +Inf, -Inf") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
-          m.fit(poisoned(d, 3, 5, nan).view(), d.labels, quiet_options());
+        [&](Net& m, const Dataset<float>& d) {
+          fit(m, poisoned(d, 3, 5, nan).view(), d.labels, quiet_options());
         },
         "fit: input value nan (not finite) at sample 3, element 5");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
-          m.fit(poisoned(d, 23, 15, inf).view(), d.labels, quiet_options());
+        [&](Net& m, const Dataset<float>& d) {
+          fit(m, poisoned(d, 23, 15, inf).view(), d.labels, quiet_options());
         },
         "fit: input value inf (not finite) at sample 23, element 15");
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
-          m.fit(poisoned(d, 0, 0, -inf).view(), d.labels, quiet_options());
+        [&](Net& m, const Dataset<float>& d) {
+          fit(m, poisoned(d, 0, 0, -inf).view(), d.labels, quiet_options());
         },
         "fit: input value -inf (not finite) at sample 0, element 0");
   }
   SECTION("fit: NaN in the validation data") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) {
+        [&](Net& m, const Dataset<float>& d) {
           const Tensor<float> xv = poisoned(d, 7, 2, nan);
-          m.fit(d.images.view(), d.labels, quiet_options(), xv.view(), d.labels);
+          fit(m, d.images.view(), d.labels, quiet_options(), xv.view(), d.labels);
         },
         "fit (validation data): input value nan (not finite) at sample 7, element 2");
   }
   SECTION("evaluate") {
     api_case<ArgumentError>(
-        [&](Model& m, const Dataset<float>& d) { m.evaluate(poisoned(d, 1, 1, inf).view(), d.labels); },
+        [&](Net& m, const Dataset<float>& d) { m.evaluate(poisoned(d, 1, 1, inf).view(), d.labels); },
         "evaluate: input value inf (not finite) at sample 1, element 1");
   }
 }
@@ -1307,7 +1307,7 @@ TEST_CASE("Catalogue API: an unknown layer name in a model file", "[catalogue][a
   arch["layers"][4]["type"] = "Softmax";
   p.header["__metadata__"]["architecture"] = arch.dump();
   write_file(dir / "softmax.safetensors", join(p));
-  Model model = load_model<float>(dir / "m.safetensors");
+  Net model = load_model<float>(dir / "m.safetensors");
   const ModelState before = snapshot(model);
   require_error<FormatError>([&] { model = load_model<float>(dir / "softmax.safetensors"); },
                              (dir / "softmax.safetensors").string() +
@@ -1338,14 +1338,14 @@ TEST_CASE("Catalogue data API: bad arguments to to_dataset, subset, stratified_s
 
 TEST_CASE("Catalogue API: validation data without labels, or labels without data", "[catalogue][api]") {
   api_case<ArgumentError>(
-      [&](Model& m, const Dataset<float>& d) {
+      [&](Net& m, const Dataset<float>& d) {
         const Tensor<float> xv = first(d, 6);
-        m.fit(d.images.view(), d.labels, quiet_options(), xv.view(), {});
+        fit(m, d.images.view(), d.labels, quiet_options(), xv.view(), {});
       },
       "fit (validation data): 6 samples but 0 labels");
   api_case<ArgumentError>(
-      [&](Model& m, const Dataset<float>& d) {
-        m.fit(d.images.view(), d.labels, quiet_options(), TensorView<const float>{}, d.labels);
+      [&](Net& m, const Dataset<float>& d) {
+        fit(m, d.images.view(), d.labels, quiet_options(), TensorView<const float>{}, d.labels);
       },
       "fit (validation data): the data set is empty");
 }
@@ -1356,7 +1356,7 @@ TEST_CASE("train_step checks its labels before it changes anything",
   // The labels are checked before the training forward (which would move
   // BatchNormalization's moving statistics and the Dropout stream).
   api_case<ArgumentError>(
-      [&](Model& m, const Dataset<float>& d) {
+      [&](Net& m, const Dataset<float>& d) {
         std::vector<std::int32_t> y(d.labels.begin(), d.labels.begin() + 8);
         y[1] = 3;
         m.train_step(first(d, 8).view(), y.data());
@@ -1367,7 +1367,7 @@ TEST_CASE("train_step checks its labels before it changes anything",
 TEST_CASE("train_step refuses NaN or Inf input", "[catalogue][api]") {
   // Undetected, one step would write NaN into every weight.
   api_case<ArgumentError>(
-      [&](Model& m, const Dataset<float>& d) {
+      [&](Net& m, const Dataset<float>& d) {
         Tensor<float> x = first(d, 8);
         x.data()[3] = std::numeric_limits<float>::infinity();
         m.train_step(x.view(), d.labels.data());
@@ -1378,7 +1378,7 @@ TEST_CASE("train_step refuses NaN or Inf input", "[catalogue][api]") {
 TEST_CASE("predict refuses NaN or Inf input", "[catalogue][api]") {
   // Undetected, the probabilities would be NaN and predict_classes would say 0.
   api_case<ArgumentError>(
-      [&](Model& m, const Dataset<float>& d) {
+      [&](Net& m, const Dataset<float>& d) {
         Tensor<float> x = first(d, 6);
         x.data()[2 * 16 + 5] = std::numeric_limits<float>::quiet_NaN();
         m.predict(x.view());
@@ -1389,6 +1389,6 @@ TEST_CASE("predict refuses NaN or Inf input", "[catalogue][api]") {
 TEST_CASE("fit on a model that is not compiled fails before building it",
           "[catalogue][api]") {
   // The compile check comes before check_data(), which builds the model.
-  api_case<Error>([&](Model& m, const Dataset<float>& d) { m.fit(d.images.view(), d.labels, quiet_options()); },
-                  "Sequential: call compile() before fit()", [](const Dataset<float>&) { return fresh_model(); }, true);
+  api_case<Error>([&](Net& m, const Dataset<float>& d) { fit(m, d.images.view(), d.labels, quiet_options()); },
+                  "fit: call compile() before fit()", [](const Dataset<float>&) { return fresh_model(); }, true);
 }

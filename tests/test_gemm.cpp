@@ -27,7 +27,7 @@
 
 #include <lamina/core/rng.hpp>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 using namespace lamina::kernels;
@@ -62,7 +62,7 @@ std::ostream& operator<<(std::ostream& out, const Variant& v) {
              << (v.bias ? " + bias" : "") << (v.accumulate ? " accumulate" : "") << (v.relu ? " relu" : "");
 }
 
-// Runs gemm and gemm_naive on random operands with padded strides (so that a
+// Runs gemm and gemm_reference on random operands with padded strides (so that a
 // kernel ignoring lda/ldb/ldc fails) and checks the bound element by element.
 // Returns the worst error in units of u * sum|terms|.
 template <class T>
@@ -84,14 +84,14 @@ double check_variant(std::size_t M, std::size_t N, std::size_t K, const Variant&
 
   std::vector<T> fast = C0, ref = C0;
   gemm(M, N, K, A.data(), lda, v.trans_a, B.data(), ldb, v.trans_b, fast.data(), ldc, e);
-  gemm_naive(M, N, K, A.data(), lda, v.trans_a, B.data(), ldb, v.trans_b, ref.data(), ldc, e);
+  gemm_reference(M, N, K, A.data(), lda, v.trans_a, B.data(), ldb, v.trans_b, ref.data(), ldc, e);
   // sum|terms|: the same sum on absolute values, without ReLU.
   std::vector<T> mag = absolute(C0);
   const auto abs_bias = absolute(bias);
   GemmEpilogue<T> e_abs = e;
   e_abs.bias = v.bias ? abs_bias.data() : nullptr;
   e_abs.relu = false;
-  gemm_naive(M, N, K, absolute(A).data(), lda, v.trans_a, absolute(B).data(), ldb, v.trans_b, mag.data(), ldc, e_abs);
+  gemm_reference(M, N, K, absolute(A).data(), lda, v.trans_a, absolute(B).data(), ldb, v.trans_b, mag.data(), ldc, e_abs);
 
   const double n = double(K + 2);
   const double bound = 2.0 * std::min(n, 8.0 * std::sqrt(n));
@@ -176,7 +176,7 @@ TEST_CASE("The gemm test's bound catches one product skipped or counted twice") 
   const auto B = random_values<float>(KK * N, rng);
   std::vector<float> fast(M * N), ref(M * N), mag(M * N);
   gemm(M, N, KK, A.data(), KK, false, B.data(), N, false, fast.data(), N);
-  gemm_naive(M, N, KK, absolute(A).data(), KK, false, absolute(B).data(), N, false, mag.data(), N);
+  gemm_reference(M, N, KK, absolute(A).data(), KK, false, absolute(B).data(), N, false, mag.data(), N);
   std::size_t caught = 0, tried = 0;
   for (std::size_t i = 0; i < M; ++i)
     for (std::size_t j = 0; j < N; ++j) {

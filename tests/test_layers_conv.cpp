@@ -2,7 +2,7 @@
 // odd geometries, the fused ReLU, the skipped input gradient and shape errors.
 #include <lamina/lamina.hpp>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 

@@ -1,17 +1,19 @@
-// Softmax cross-entropy (stable at extreme logits), Adam and SGD by hand, and
-// the update plan (which thread updates which parameters).
+// Softmax cross-entropy (by hand, stable at extreme logits, and its gradient
+// by central differences), Adam and SGD by hand, and the update plan (which
+// thread updates which parameters).
 #include <lamina/lamina.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <vector>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
+using lamina_test::same_bits;
+using lamina_test::ThreadCountGuard;
 
 TEST_CASE("Softmax cross-entropy on ordinary logits") {
   SoftmaxCrossEntropy<double> loss;
@@ -44,6 +46,34 @@ TEST_CASE("Softmax cross-entropy is finite and exact at extreme logits") {
   CHECK(g(0, 0) == 0.0f);             // p = 1 for the label
   CHECK(g(1, 1) == Approx(-1.0 / 3));  // p = 0 for the label
   CHECK(g(2, 2) == Approx((1.0 / 3 - 1.0) / 3));
+}
+
+TEST_CASE("Softmax cross-entropy's backward matches central differences of its forward") {
+  // The mean loss over 5 rows of 4 logits, differentiated at every logit with
+  // the public checker's measure (GradientComparison, its default tolerance
+  // and floor). Logits up to +-8 give probabilities from about 1e-7 to 1:
+  // both the saturated and the balanced parts of the softmax are checked.
+  SoftmaxCrossEntropy<double> loss;
+  Tensor<double> z = lamina_test::random_tensor<double>(Shape{5, 4}, 3, -8.0, 8.0);
+  const std::int32_t labels[] = {0, 3, 1, 2, 3};
+  loss.forward(z.view(), labels);
+  const Tensor<double> analytic = Tensor<double>::from(loss.backward());
+  REQUIRE(analytic.shape() == z.shape());
+  GradientComparison comparison(1e-6, 1e-2);
+  SoftmaxCrossEntropy<double> probe;  // the objective's own instance: analytic stays as computed
+  for (std::size_t i = 0; i < z.size(); ++i)
+    comparison.compare(GradientOf::input, "logits", i, analytic[i],
+                       central_difference(z[i], 1e-6, [&]() { return probe.forward(z.view(), labels); }));
+  const GradCheckResult r = comparison.result("SoftmaxCrossEntropy");
+  INFO(r.report());
+  CHECK(r.passed);
+  CHECK(r.positions_checked == 20);
+  // Each row of the gradient, softmax minus one-hot over N, sums to 0.
+  for (std::size_t row = 0; row < 5; ++row) {
+    double sum = 0;
+    for (std::size_t j = 0; j < 4; ++j) sum += analytic(row, j);
+    CHECK(sum == Approx(0.0).margin(1e-15));
+  }
 }
 
 TEST_CASE("Softmax cross-entropy rejects labels outside the outputs") {
@@ -161,6 +191,7 @@ TEST_CASE("The update plan covers every parameter once and follows Dense's dW ch
 }
 
 TEST_CASE("Adam and SGD give the same bits with an update plan as without one, with 1 and 2 threads") {
+  ThreadCountGuard guard;
   // Blocks of odd lengths move elements between the SIMD lanes and the scalar
   // tail: the update must not depend on which path an element takes.
   const std::size_t n = 3001;
@@ -196,13 +227,13 @@ TEST_CASE("Adam and SGD give the same bits with an update plan as without one, w
     const std::vector<float> plain = run(*a, nullptr, 1);
     const std::vector<float> planned1 = run(*b, &plan, 1);
     const std::vector<float> planned2 = run(*c, &plan, 2);
-    CHECK(std::memcmp(plain.data(), planned1.data(), n * sizeof(float)) == 0);
-    CHECK(std::memcmp(plain.data(), planned2.data(), n * sizeof(float)) == 0);
+    CHECK(same_bits(plain, planned1));
+    CHECK(same_bits(plain, planned2));
     CHECK(plain != start);  // and the steps did change the parameters
     // The state too (what checkpoints save).
     auto sa = a->state(), sc = c->state();
     for (std::size_t k = 0; k < sa.size(); ++k)
-      CHECK(std::memcmp(sa[k].second->data(), sc[k].second->data(), n * sizeof(float)) == 0);
+      CHECK(same_bits(sa[k].second->data(), sc[k].second->data(), n));
   }
   // A plan for another buffer is refused, naming both sizes.
   Adam<float> adam;
@@ -213,6 +244,7 @@ TEST_CASE("Adam and SGD give the same bits with an update plan as without one, w
 }
 
 TEST_CASE("A model trains to the same bits through train_step (with its plan) as through the plain optimizer step") {
+  ThreadCountGuard guard;
   Sequential<float> planned = planned_model(), plain = planned_model();
   planned.compile(std::make_unique<Adam<float>>(1e-2));
   plain.compile(std::make_unique<Adam<float>>(1e-2));
@@ -231,10 +263,11 @@ TEST_CASE("A model trains to the same bits through train_step (with its plan) as
   set_num_threads(1);
   const auto& a = planned.store().params();
   const auto& b = plain.store().params();
-  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  CHECK(same_bits(a, b));
 }
 
 TEST_CASE("gradient_norm and scale_gradients over an update plan") {
+  ThreadCountGuard guard;
   Sequential<float> model = planned_model();
   const UpdatePlan& plan = model.update_plan();
   Tensor<float>& grads = model.store().grads();
@@ -251,14 +284,14 @@ TEST_CASE("gradient_norm and scale_gradients over an update plan") {
   const double one = gradient_norm(grads.data(), plan);
   set_num_threads(2);
   const double two = gradient_norm(grads.data(), plan);
-  CHECK(std::memcmp(&one, &two, sizeof one) == 0);
+  CHECK(same_bits(&one, &two, 1));
   CHECK(one == Approx(std::sqrt(naive)).epsilon(1e-12));
 
   std::vector<float> scaled(grads.data(), grads.data() + grads.size());
   scale_gradients(scaled.data(), scaled.size(), 0.37);
   scale_gradients(grads.data(), plan, 0.37);
   set_num_threads(1);
-  CHECK(std::memcmp(scaled.data(), grads.data(), scaled.size() * sizeof(float)) == 0);
+  CHECK(same_bits(scaled.data(), grads.data(), scaled.size()));
 
   // Non-finite values anywhere in the plan show, in the split kernel too.
   const std::size_t in_kernel = model.store().entries()[0].offset + 5000;

@@ -1,13 +1,13 @@
 // Metrics: confusion matrix, classification report (numbers and the exact
 // scikit-learn text layout), top-k accuracy and its tie rule. Every expected
 // value below was computed by hand from the counts written next to it.
-#include <lamina/lamina.hpp>
+#include <lamina/core/tensor.hpp>
 #include <lamina/metrics/classification.hpp>
 
 #include <cmath>
 #include <limits>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 using Catch::Matchers::Contains;

@@ -7,9 +7,10 @@
 #include <cstring>
 #include <thread>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
+using lamina_test::same_bits;
 
 namespace {
 
@@ -37,7 +38,7 @@ std::unique_ptr<Sequential<float>> trained_cnn() {
   o.epochs = 2;
   o.batch_size = 8;
   o.verbosity = Verbosity::quiet;
-  model->fit(x.view(), y, o);
+  fit(*model, x.view(), y, o);
   return model;
 }
 
@@ -52,6 +53,7 @@ class Doubler final : public Layer<float> {
     return out_.view();
   }
   TensorView<const float> backward(TensorView<const float> g) override { return g; }
+  std::unique_ptr<Layer<float>> clone() const override { return std::make_unique<Doubler>(); }
 
  protected:
   Shape do_build(const Shape& input_shape) override { return input_shape; }
@@ -60,13 +62,22 @@ class Doubler final : public Layer<float> {
   Tensor<float> out_;
 };
 
-bool same_bits(const Tensor<float>& a, const Tensor<float>& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+// A custom layer whose clone() is of another type.
+class BadClone final : public Layer<float> {
+ public:
+  std::string type() const override { return "BadClone"; }
+  TensorView<const float> forward(TensorView<const float> input, Mode) override { return input; }
+  TensorView<const float> backward(TensorView<const float> g) override { return g; }
+  std::unique_ptr<Layer<float>> clone() const override { return std::make_unique<Doubler>(); }
+
+ protected:
+  Shape do_build(const Shape& input_shape) override { return input_shape; }
+};
 
 }  // namespace
 
-TEST_CASE("predict on a const model from several threads gives the serial results bit for bit", "[threads]") {
+TEST_CASE("predict on a const model from several threads gives the serial results bit for bit, and those of the "
+          "model's own evaluation forward", "[threads]") {
   const int lamina_threads = GENERATE(1, 2);
   set_num_threads(lamina_threads);
   const std::unique_ptr<Sequential<float>> trained = trained_cnn();
@@ -96,13 +107,19 @@ TEST_CASE("predict on a const model from several threads gives the serial result
   INFO("lamina threads: " << lamina_threads);
   for (std::size_t k = 0; k < kCallers; ++k) CHECK(same_bits(parallel[k], serial[k]));
   // predict only read the model.
-  CHECK(std::memcmp(params_before.data(), trained->store().params().data(), params_before.size() * sizeof(float)) == 0);
-  // And the const path agrees with a training-state model's own evaluation forward.
-  const Tensor<float> again = trained->predict(inputs[0].view(), 500);
-  CHECK(same_bits(again, serial[0]));
+  CHECK(same_bits(params_before.data(), trained->store().params().data(), params_before.size()));
+  // And the const path agrees with the model's own evaluation forward (on
+  // its layers, not on copies, and in one batch instead of batches of 4),
+  // through the same softmax.
+  const Tensor<float> logits = Tensor<float>::from(trained->forward(inputs[0].view(), Mode::eval));  // (N, 5)
+  Tensor<float> probabilities(logits.shape());
+  for (std::size_t i = 0; i < logits.dim(0); ++i)
+    SoftmaxCrossEntropy<float>::softmax_row(logits.data() + i * 5, probabilities.data() + i * 5, 5, -1);
+  CHECK(same_bits(probabilities, serial[0]));
 }
 
-TEST_CASE("predict refuses a model without weights and names unregistered layer types", "[threads]") {
+TEST_CASE("predict refuses a model without weights, runs a custom layer through its clone(), and refuses a clone "
+          "of another type", "[threads]") {
   Sequential<float> unbuilt(Shape{4}, 1);
   unbuilt.add<Dense>(3);
   Tensor<float> x(Shape{2, 4}, 1.0f);
@@ -111,14 +128,22 @@ TEST_CASE("predict refuses a model without weights and names unregistered layer 
                     "load one with load_model)");
   CHECK_FALSE(unbuilt.built());
 
+  // A custom layer needs no registration: predict copies it with clone().
   Sequential<float> custom(Shape{4}, 1);
   custom.add(std::make_unique<Doubler>());
   custom.add<Dense>(3);
   custom.build();
-  CHECK_THROWS_WITH(custom.predict(x.view()),
-                    "predict: layer 0 (Doubler) is not in the layer registry, so predict cannot make the private copy "
-                    "it runs on; register the type with lamina::register_layer<T>");
-  register_layer<float>("Doubler", [](const LayerConfig&) { return std::make_unique<Doubler>(); });
   const Tensor<float> p = custom.predict(x.view());
   CHECK(p.shape() == Shape{2, 3});
+  const Tensor<float> logits = Tensor<float>::from(custom.forward(x.view(), Mode::eval));
+  Tensor<float> expected(logits.shape());
+  for (std::size_t i = 0; i < 2; ++i)
+    SoftmaxCrossEntropy<float>::softmax_row(logits.data() + i * 3, expected.data() + i * 3, 3, -1);
+  CHECK(same_bits(p, expected));
+
+  Sequential<float> bad(Shape{4}, 1);
+  bad.add(std::make_unique<BadClone>());
+  bad.add<Dense>(3);
+  bad.build();
+  CHECK_THROWS_WITH(bad.predict(x.view()), "predict: layer 0 (BadClone)'s clone() did not return a layer of its type");
 }

@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "report_fixture.hpp"
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 using Catch::Matchers::Contains;

@@ -21,7 +21,7 @@
 #include <sstream>
 
 #include "report_fixture.hpp"
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 namespace fs = std::filesystem;
@@ -243,7 +243,7 @@ TEST_CASE("A report of a real MNIST run renders in headless Chromium") {
   options.shuffle_seed = 42;
   options.verbosity = Verbosity::quiet;
   const History history =
-      model.fit(train.images.view(), train.labels, options, validation.images.view(), validation.labels);
+      fit(model, train.images.view(), train.labels, options, validation.images.view(), validation.labels);
   const Tensor<float> probabilities = model.predict(validation.images.view());
 
   ReportInputs in;

@@ -27,7 +27,11 @@ struct ProgramInfo {
   std::string description;
   std::size_t epochs;
   std::size_t batch_size;
-  std::string lr_schedule = "none";  // the default of --lr-schedule
+  // The defaults are the settings of the README's rows, so that a run with no
+  // options reproduces them; --lr-schedule none --no-augment is the plain
+  // Keras-notebook run.
+  std::string lr_schedule = "cosine";  // the default of --lr-schedule
+  bool augment = true;                 // the default of --augment / --no-augment
 };
 
 struct ExperimentOptions {
@@ -37,8 +41,8 @@ struct ExperimentOptions {
   std::uint64_t seed = 42;
   int threads = 0;  // 0: every core
   std::string out;
-  std::string lr_schedule = "none";  // none, step, cosine (CNN)
-  bool augment = false;              // CNN
+  std::string lr_schedule = "cosine";  // none, step, cosine
+  bool augment = true;                 // random shifts and rotations of the training batches
   std::size_t limit = 0;             // use only the first N training images (0: all)
   bool quiet = false;
   std::string checkpoint;            // written after every --checkpoint-every epochs ("" : none)
@@ -70,7 +74,10 @@ inline void print_usage(const ProgramInfo& info, std::ostream& out) {
       << "  --limit N            train on the first N images only (quick runs)\n";
   out << "  --lr-schedule S      none, step (x0.5 every 3 epochs) or cosine decay over the epochs (default "
       << info.lr_schedule << ")\n"
-      << "  --augment            random shifts up to 2 pixels and rotations up to 10 degrees (default off)\n";
+      << "  --augment            random shifts up to 2 pixels and rotations up to 10 degrees (default "
+      << (info.augment ? "on" : "off") << ")\n"
+      << "  --no-augment         train on the images as they are\n"
+      << "                       (--lr-schedule none --no-augment is the plain Keras-notebook run)\n";
   out << "  --checkpoint FILE    write a checkpoint (weights, optimizer, random streams, epoch) to FILE\n"
       << "  --checkpoint-every N after every N epochs (default 1)\n"
       << "  --resume FILE        continue an interrupted run from its checkpoint (same command otherwise)\n"
@@ -87,6 +94,7 @@ inline ExperimentOptions parse_options(int argc, char** argv, const ProgramInfo&
   o.batch_size = info.batch_size;
   o.out = "out/" + info.name;
   o.lr_schedule = info.lr_schedule;
+  o.augment = info.augment;
   auto need = [&](int& i) -> std::string {
     if (i + 1 >= argc) throw lamina::ArgumentError(std::string(argv[i]) + " needs a value (see --help)");
     return argv[++i];
@@ -126,6 +134,7 @@ inline ExperimentOptions parse_options(int argc, char** argv, const ProgramInfo&
       if (o.lr_schedule != "none" && o.lr_schedule != "step" && o.lr_schedule != "cosine")
         throw lamina::ArgumentError("--lr-schedule expects none, step or cosine, got '" + o.lr_schedule + "'");
     } else if (a == "--augment") o.augment = true;
+    else if (a == "--no-augment") o.augment = false;
     else if (a == "--checkpoint") o.checkpoint = need(i);
     else if (a == "--checkpoint-every") o.checkpoint_every = to_size(a, need(i));
     else if (a == "--resume") o.resume = need(i);
@@ -349,7 +358,7 @@ lamina::FitOptions<T> fit_options(const ExperimentOptions& o, double initial_lea
   if (o.quiet) f.verbosity = lamina::Verbosity::quiet;
   const auto schedule = lamina::LearningRateSchedule::from_name(o.lr_schedule, initial_learning_rate);
   const std::size_t epochs = o.epochs;
-  f.on_epoch_begin = [schedule, epochs](std::size_t epoch, lamina::Sequential<T>& model) {
+  f.on_epoch_begin = [schedule, epochs](std::size_t epoch, lamina::Model<T>& model) {
     model.optimizer()->set_learning_rate(schedule.at(epoch, epochs));
   };
   if (o.augment)

@@ -1,4 +1,4 @@
-// The seed's two models, defined once: the example trainers train them, the
+// The Keras notebook's two models, defined once: the example trainers train them, the
 // tests check them (summary, determinism, accuracy) and the benchmarks time
 // them, so all three always mean the same network. Examples only, never
 // installed.
@@ -18,7 +18,7 @@ void add_reference_mlp(lamina::Sequential<T>& model) {
   model.template add<Dense>(10, Init::glorot_uniform);
 }
 
-/// The seed's CNN, a small VGG with batch normalisation and dropout:
+/// The notebook's CNN, a small VGG with batch normalisation and dropout:
 ///   [Conv 3x3 32 same ReLU -> BatchNorm] x2 -> MaxPool 2 -> Dropout 0.25
 ///   [Conv 3x3 64 same ReLU -> BatchNorm] x2 -> MaxPool 2 -> Dropout 0.25
 ///   Flatten -> Dense 256 ReLU -> BatchNorm -> Dropout 0.5 -> Dense 10

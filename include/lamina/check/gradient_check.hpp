@@ -8,17 +8,25 @@
 // The error at a position is |analytic - numeric| / max(|analytic|, |numeric|, floor):
 // relative where gradients are large, absolute below the floor, where
 // finite differences cannot do better. The worst position is reported.
+// A NaN or infinite gradient (analytic or numeric) at any position fails the
+// check whatever the tolerance, and the first such position is reported: a
+// NaN error compares false with everything, so a plain "worst error" would
+// miss it.
 //
 // Kinks (ReLU at 0, ties in max pooling) are avoided on purpose rather than by
 // loosening the tolerance: inputs are drawn at least `min_abs_input` away from 0,
 // and random real inputs have no ties. Stochastic layers (Dropout) have their
 // random stream snapshotted and restored around every forward, so every
 // evaluation sees the same mask.
+//
+// GradientComparison and central_difference are the same measure and rule,
+// for checks of something other than one layer (a whole model, a loss).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -47,29 +55,104 @@ struct GradCheckOptions {
   bool check_parameters = true;
 };
 
+/// Whose gradient a position belongs to.
+enum class GradientOf { input, parameter };
+
+/// One compared position: the tensor, the element, both gradients, the error.
+struct GradCheckPosition {
+  GradientOf of = GradientOf::input;
+  std::string tensor;     // "input", or the parameter's name ("kernel", "gamma", ...)
+  std::size_t index = 0;  // flat row-major index into that tensor
+  double analytic = 0.0;
+  double numeric = 0.0;
+  double error = 0.0;     // NaN when either gradient is not finite
+
+  /// "parameter kernel[5] (analytic 0.25, numeric 0.2525)".
+  std::string to_string() const {
+    std::ostringstream out;
+    out.precision(6);
+    out << (of == GradientOf::input ? "" : "parameter ") << tensor << "[" << index << "] (analytic " << analytic
+        << ", numeric " << numeric << ")";
+    return out.str();
+  }
+};
+
 struct GradCheckResult {
+  /// No gradient was NaN or infinite, and max_error <= tolerance.
   bool passed = true;
-  double max_error = 0.0;
+  double max_error = 0.0;  // over the positions whose two gradients are finite
   std::size_t positions_checked = 0;
-  // The worst position: which tensor ("input" or "kernel", ...), its flat index,
-  // and both gradients.
-  std::string worst_tensor;
-  std::size_t worst_index = 0;
-  double worst_analytic = 0.0;
-  double worst_numeric = 0.0;
-  std::string layer;
+  GradCheckPosition worst;  // where max_error is
+  /// Positions where the analytic or the numeric gradient is NaN or infinite;
+  /// any one fails the check, whatever the tolerance.
+  std::size_t non_finite = 0;
+  GradCheckPosition first_non_finite;
+  std::string layer;  // what was checked (the layer's describe())
 
   std::string report() const {
     std::ostringstream out;
     out.precision(6);
     out << layer << ": gradient check " << (passed ? "passed" : "FAILED") << ", " << positions_checked
-        << " positions, max error " << max_error;
-    if (positions_checked)
-      out << " at " << worst_tensor << "[" << worst_index << "] (analytic " << worst_analytic << ", numeric "
-          << worst_numeric << ")";
+        << " positions";
+    if (non_finite)
+      out << ", " << non_finite << " with a non-finite gradient, the first at " << first_non_finite.to_string();
+    if (positions_checked > non_finite) out << ", max error " << max_error << " at " << worst.to_string();
     return out.str();
   }
 };
+
+/// The comparison of analytic and numeric gradients, position by position,
+/// with the error measure above; check_gradients runs one over a layer, and a
+/// test can run one over anything it differentiates (a whole model, a loss).
+class GradientComparison {
+ public:
+  GradientComparison(double tolerance, double floor) : tolerance_(tolerance), floor_(floor) {
+    if (!(tolerance >= 0.0) || !(floor >= 0.0))
+      throw ArgumentError("gradient check: tolerance and floor must be >= 0");
+  }
+
+  void compare(GradientOf of, const std::string& tensor, std::size_t index, double analytic, double numeric) {
+    GradCheckPosition position{of, tensor, index, analytic, numeric, 0.0};
+    ++result_.positions_checked;
+    if (!std::isfinite(analytic) || !std::isfinite(numeric)) {
+      // Recorded apart: a NaN error would never compare greater than the worst.
+      position.error = std::numeric_limits<double>::quiet_NaN();
+      if (result_.non_finite++ == 0) result_.first_non_finite = position;
+      return;
+    }
+    const double denom = std::max({std::abs(analytic), std::abs(numeric), floor_});
+    position.error = analytic == numeric ? 0.0 : std::abs(analytic - numeric) / denom;
+    if (result_.positions_checked - result_.non_finite == 1 || position.error > result_.max_error) {
+      result_.max_error = position.error;
+      result_.worst = position;
+    }
+  }
+
+  /// The result so far; `what` names what was checked in the report.
+  GradCheckResult result(const std::string& what) const {
+    GradCheckResult r = result_;
+    r.layer = what;
+    r.passed = r.non_finite == 0 && r.max_error <= tolerance_;
+    return r;
+  }
+
+ private:
+  double tolerance_, floor_;
+  GradCheckResult result_;
+};
+
+/// (L(z + h) - L(z - h)) / 2h, with `objective` evaluating L at the current z;
+/// z is restored afterwards.
+template <class Objective>
+double central_difference(double& z, double step, Objective&& objective) {
+  const double saved = z;
+  z = saved + step;
+  const double plus = objective();
+  z = saved - step;
+  const double minus = objective();
+  z = saved;
+  return (plus - minus) / (2.0 * step);
+}
 
 /// Checks `layer` (built here with input_shape minus its batch dimension if it
 /// is not built yet; input_shape includes the batch dimension). The checker
@@ -80,6 +163,8 @@ inline GradCheckResult check_gradients(Layer<double>& layer, const Shape& input_
   if (input_shape.rank() < 1 || input_shape[0] == 0)
     throw ArgumentError("check_gradients: input_shape must start with a batch dimension >= 1, got " +
                         input_shape.to_string());
+  if (!(options.step > 0.0) || !std::isfinite(options.step))
+    throw ArgumentError("check_gradients: step must be a positive finite number");
   if (!layer.built()) layer.build(input_shape.drop_first());
   ParameterStore<double> store;
   store.allocate({&layer});
@@ -119,46 +204,28 @@ inline GradCheckResult check_gradients(Layer<double>& layer, const Shape& input_
   run_forward();
   const Tensor<double> analytic_input = Tensor<double>::from(layer.backward(weights.view()));
   const Tensor<double> analytic_params = store.grads();
+  if (options.check_input && analytic_input.shape() != input.shape())
+    throw Error("check_gradients: " + layer.describe() + " returned an input gradient of shape " +
+                analytic_input.shape().to_string() + " for an input of shape " + input.shape().to_string() +
+                (layer.input_gradient_needed() ? std::string() : " (its input gradient is switched off: "
+                                                                 "set check_input = false)"));
 
-  GradCheckResult result;
-  result.layer = layer.describe();
-  auto compare = [&](const std::string& tensor, std::size_t index, double analytic, double numeric) {
-    const double denom = std::max({std::abs(analytic), std::abs(numeric), options.floor});
-    const double error = std::abs(analytic - numeric) / denom;
-    ++result.positions_checked;
-    if (result.positions_checked == 1 || error > result.max_error) {
-      result.max_error = error;
-      result.worst_tensor = tensor;
-      result.worst_index = index;
-      result.worst_analytic = analytic;
-      result.worst_numeric = numeric;
-    }
-  };
-  auto numeric_derivative = [&](double& z) {
-    const double saved = z;
-    z = saved + options.step;
-    const double plus = objective();
-    z = saved - options.step;
-    const double minus = objective();
-    z = saved;
-    return (plus - minus) / (2.0 * options.step);
-  };
-
+  GradientComparison comparison(options.tolerance, options.floor);
+  auto numeric_derivative = [&](double& z) { return central_difference(z, options.step, objective); };
   if (options.check_input)
     for (std::size_t i = 0; i < input.size(); ++i)
-      compare("input", i, analytic_input[i], numeric_derivative(input[i]));
+      comparison.compare(GradientOf::input, "input", i, analytic_input[i], numeric_derivative(input[i]));
   if (options.check_parameters)
     for (const auto& entry : store.entries()) {
       if (!entry.trainable) continue;
       for (std::size_t i = 0; i < entry.spec.shape.size(); ++i)
-        compare(entry.spec.name, i, analytic_params[entry.offset + i],
-                numeric_derivative(store.params()[entry.offset + i]));
+        comparison.compare(GradientOf::parameter, entry.spec.name, i, analytic_params[entry.offset + i],
+                           numeric_derivative(store.params()[entry.offset + i]));
     }
-  result.passed = result.max_error <= options.tolerance;
   // The store dies with this function: leave the layer unbound rather than
   // holding views into freed memory.
   layer.bind({}, {}, {});
-  return result;
+  return comparison.result(layer.describe());
 }
 
 }  // namespace lamina

@@ -1,6 +1,7 @@
 // lamina/data/augment.hpp: seeded image augmentation for (N, H, W, C) batches.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>

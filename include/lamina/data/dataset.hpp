@@ -1,16 +1,10 @@
-// lamina/data/dataset.hpp: what the MNIST loaders return, and what training eats.
+// lamina/data/dataset.hpp: what training eats.
 //
-// Two stages, kept apart on purpose:
-//  - MnistData is the file's content as stored: uint8 pixels plus int32 labels,
-//    whatever the format (Kaggle CSV or LeCun IDX). It is cheap (1 byte per pixel)
-//    and is what you explore, count and validate.
-//  - Dataset<T> is the model's input: a Tensor<T> of shape (N, H, W, 1) in NHWC,
-//    scaled to [0, 1], plus the labels. to_dataset converts, subset selects, and
-//    stratified_split makes the seeded train/validation index split.
-//
-// load_mnist(path) is the one entry point that reads either format, deciding by
-// content (an IDX images file starts with 00 00 08 03 once inflated), never by
-// the file name.
+// Dataset<T> is the model's input: a Tensor<T> of shape (N, H, W, 1) in NHWC,
+// scaled to [0, 1], plus the labels. It is kept apart from MnistData (the
+// file's uint8 content, mnist_data.hpp), which is what you explore and
+// validate: to_dataset converts one into the other, subset selects samples,
+// and stratified_split makes the seeded train/validation index split.
 #pragma once
 
 #include <algorithm>
@@ -18,39 +12,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <string>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 #include "lamina/core/error.hpp"
 #include "lamina/core/rng.hpp"
 #include "lamina/core/tensor.hpp"
-#include "lamina/data/gzip_reader.hpp"
+#include "lamina/data/mnist_data.hpp"
 
 namespace lamina {
-
-namespace detail {
-// "1 image", "5 images": counts in messages.
-inline std::string count_of(std::uint64_t n, const char* noun) {
-  return concat(n, " ", noun, n == 1 ? "" : "s");
-}
-}  // namespace detail
-
-/// The content of an MNIST file (Kaggle CSV or IDX images + labels), as stored.
-struct MnistData {
-  std::size_t count = 0;  // number of images
-  std::size_t rows = 0;   // image height (28 for MNIST)
-  std::size_t cols = 0;   // image width (28 for MNIST)
-  std::vector<std::uint8_t> pixels;   // (count, rows, cols), row-major; 0 = background, 255 = ink
-  std::vector<std::int32_t> labels;   // (count,), 0..9; empty when the file has none (Kaggle test.csv)
-  std::string source;                 // the file the data came from, for messages
-
-  bool has_labels() const noexcept { return !labels.empty(); }
-  std::size_t image_size() const noexcept { return rows * cols; }
-};
 
 /// Images and labels ready for a model.
 template <class T>
@@ -223,56 +195,4 @@ inline StratifiedSplit stratified_split(const std::vector<std::int32_t>& labels,
   return split;
 }
 
-// The loaders (mnist_csv.hpp, mnist_idx.hpp) return MnistData and so include
-// this header; load_mnist below needs them in turn. To keep either include
-// order working, the three functions it calls are declared here and defined
-// there (those headers are included at the end of this one).
-inline MnistData parse_mnist_csv(const char* data, std::size_t size, const std::string& source);
-inline MnistData parse_idx_images(const std::uint8_t* data, std::size_t size,
-                                  const std::string& source);
-namespace detail {
-inline void attach_idx_labels(MnistData& images, const std::filesystem::path& images_path,
-                              const std::filesystem::path& labels_path);
-}  // namespace detail
-
-/// Loads MNIST from a Kaggle CSV (train with labels, or test without) or from
-/// an IDX images file plus its labels file, plain or gzip, deciding by content.
-/// For IDX, `labels_path` defaults to the file next to the images named the
-/// MNIST way (see find_idx_labels_file); for CSV it must be empty, since the
-/// labels are the CSV's first column.
-/// Throws FormatError for bad files (an empty one: "<path>: empty file, expected
-/// a Kaggle MNIST CSV or an IDX images file"), ArgumentError for a labels_path
-/// with a CSV.
-inline MnistData load_mnist(const std::filesystem::path& path,
-                            const std::filesystem::path& labels_path = {}) {
-  const std::string name = path.string();
-  const std::vector<std::uint8_t> bytes = read_file_inflated(path);
-  // Nothing to decide the format by (a failed download, say): the CSV parser's
-  // "expected the header ..." would wrongly suggest that a CSV was expected.
-  if (bytes.empty())
-    throw FormatError(name, "empty file, expected a Kaggle MNIST CSV or an IDX images file");
-  // Still gzip after inflating: neither format starts with 1f 8b.
-  if (is_gzip(bytes.data(), bytes.size()))
-    throw FormatError(name, "is gzip data inside gzip data (compressed twice?); gunzip it once and load the "
-                            "result");
-  // Every IDX file starts with two zero bytes, which no text file does; the
-  // IDX parser then explains any other wrong magic number.
-  const bool idx = bytes.size() >= 2 && bytes[0] == 0 && bytes[1] == 0;
-  if (idx) {
-    if (bytes.size() >= 4 && bytes[2] == 0x08 && bytes[3] == 1)
-      throw FormatError(name, "is an IDX labels file (magic 2049); pass the IDX images file "
-                              "(magic 2051) as the path and this one as labels_path");
-    MnistData data = parse_idx_images(bytes.data(), bytes.size(), name);
-    detail::attach_idx_labels(data, path, labels_path);
-    return data;
-  }
-  if (!labels_path.empty())
-    throw ArgumentError("load_mnist: labels_path '" + labels_path.string() + "' given, but " +
-                        name + " is a CSV file, whose labels are its first column");
-  return parse_mnist_csv(reinterpret_cast<const char*>(bytes.data()), bytes.size(), name);
-}
-
 }  // namespace lamina
-
-#include "lamina/data/mnist_csv.hpp"
-#include "lamina/data/mnist_idx.hpp"

@@ -1,85 +1,34 @@
-// lamina/data/gzip_reader.hpp: whole files into memory, gzip inflated on the way.
+// lamina/data/gzip_reader.hpp: gzip streams inflated in memory;
+// read_file_inflated reads a whole file (read_file_raw, core/file_io.hpp) and
+// inflates it when it is gzip.
 //
-// The data loaders parse an in-memory buffer rather than a stream: a single
-// read() and a single inflate pass are much faster than per-field iostream
-// extraction, and a parser over a buffer can point at the exact byte of an
-// error. Whether a file is gzip is decided by its content (the magic bytes
-// 1f 8b), never by its name, so `train.csv.gz` renamed to `train.csv` (or an
-// uncompressed file called `.gz`) still loads.
+// Whether a file is gzip is decided by its content (the magic bytes 1f 8b),
+// never by its name, so `train.csv.gz` renamed to `train.csv` (or an
+// uncompressed file called `.gz`) still loads. The whole stream is inflated in
+// one pass into one buffer, which the parsers above then read.
 //
 // Every failure is a lamina::FormatError naming the file: missing, a directory,
 // unreadable, or a gzip stream that is truncated, corrupt or followed by junk.
 #pragma once
 
 #include <algorithm>
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <new>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include <zlib.h>
 
 #include "lamina/core/error.hpp"
+#include "lamina/core/file_io.hpp"
 
 namespace lamina {
 
 /// True if `data` starts with the gzip magic bytes 1f 8b.
 inline bool is_gzip(const std::uint8_t* data, std::size_t size) noexcept {
   return size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
-}
-
-/// The bytes of `path` exactly as stored on disk (no inflation).
-/// Throws FormatError("<path>: no such file" / "is a directory, expected a
-/// file" / "cannot open for reading: <reason>" / "read error: <reason>").
-inline std::vector<std::uint8_t> read_file_raw(const std::filesystem::path& path) {
-  namespace fs = std::filesystem;
-  const std::string name = path.string();
-  std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (status.type() == fs::file_type::not_found) throw FormatError(name, "no such file");
-  if (ec) throw FormatError(name, "cannot access: " + ec.message());
-  // std::ifstream happily "opens" a directory on Linux and then fails the read
-  // with a vague error, so say what is wrong before trying.
-  if (fs::is_directory(status)) throw FormatError(name, "is a directory, expected a file");
-
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw FormatError(name, std::string("cannot open for reading: ") +
-                                (err != 0 ? std::strerror(err) : "unknown error"));
-  }
-  // The size is only a hint: FIFOs and /proc files report 0, and a file may
-  // grow while we read it. The +1 lets a single read() reach end-of-file, and
-  // leaves room for a parser's terminator without a reallocation.
-  std::uintmax_t hint = 0;
-  if (fs::is_regular_file(status)) {
-    hint = fs::file_size(path, ec);
-    if (ec) hint = 0;
-  }
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(hint) + 1);
-  std::size_t filled = 0;
-  for (;;) {
-    if (filled == bytes.size()) bytes.resize(bytes.size() * 2 + 4096);
-    errno = 0;
-    in.read(reinterpret_cast<char*>(bytes.data() + filled),
-            static_cast<std::streamsize>(bytes.size() - filled));
-    filled += static_cast<std::size_t>(in.gcount());
-    if (in.eof()) break;
-    if (in.fail()) {
-      const int err = errno;
-      throw FormatError(name, std::string("read error: ") +
-                                  (err != 0 ? std::strerror(err) : "unknown error"));
-    }
-  }
-  bytes.resize(filled);
-  return bytes;
 }
 
 /// The most bytes inflate_gzip produces by default (2 GiB): MNIST's largest

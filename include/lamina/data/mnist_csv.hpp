@@ -31,8 +31,8 @@
 #include <vector>
 
 #include "lamina/core/error.hpp"
-#include "lamina/data/dataset.hpp"
 #include "lamina/data/gzip_reader.hpp"
+#include "lamina/data/mnist_data.hpp"
 
 namespace lamina {
 

@@ -18,12 +18,13 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "lamina/core/error.hpp"
-#include "lamina/data/dataset.hpp"
 #include "lamina/data/gzip_reader.hpp"
+#include "lamina/data/mnist_data.hpp"
 
 namespace lamina {
 

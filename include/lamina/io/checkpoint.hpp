@@ -31,7 +31,8 @@
 #include "lamina/core/rng.hpp"
 #include "lamina/io/model_io.hpp"
 #include "lamina/io/safetensors.hpp"
-#include "lamina/model/sequential.hpp"
+#include "lamina/model/history.hpp"
+#include "lamina/model/model.hpp"
 
 namespace lamina {
 
@@ -173,7 +174,7 @@ inline nlohmann::ordered_json config_json(const LayerConfig& config) {
 /// public so that a caller can checkpoint from an on_epoch_end callback of its
 /// own. Throws lamina::Error naming the path and the reason.
 template <class T>
-void save_checkpoint(Sequential<T>& model, const FitProgress& progress, const std::filesystem::path& path) {
+void save_checkpoint(Model<T>& model, const FitProgress& progress, const std::filesystem::path& path) {
   using Json = nlohmann::ordered_json;
   const std::string where = "save_checkpoint " + path.string();
   Optimizer<T>* optimizer = model.optimizer();
@@ -233,7 +234,7 @@ void save_checkpoint(Sequential<T>& model, const FitProgress& progress, const st
 /// file, ArgumentError when the file is sound but belongs to another model,
 /// optimizer or run.
 template <class T>
-void load_checkpoint(Sequential<T>& model, const std::filesystem::path& path, FitProgress& progress) {
+void load_checkpoint(Model<T>& model, const std::filesystem::path& path, FitProgress& progress) {
   using Json = nlohmann::ordered_json;
   Optimizer<T>* optimizer = model.optimizer();
   if (optimizer == nullptr) throw Error("load_checkpoint " + path.string() + ": compile the model before resuming");

@@ -1,4 +1,4 @@
-// lamina/io/model_io.hpp: saving a trained Sequential model to one file and
+// lamina/io/model_io.hpp: saving a trained model to one file and
 // loading it back, ready to predict, in the safetensors format.
 //
 //   lamina::save_model(model, "out/model.safetensors");
@@ -57,13 +57,10 @@
 #include "lamina/io/layer_registry.hpp"
 #include "lamina/io/safetensors.hpp"
 #include "lamina/layers/layer.hpp"
+#include "lamina/model/model.hpp"
+#include "lamina/model/sequential.hpp"
 
 namespace lamina {
-
-// Sequential includes this file (and io/checkpoint.hpp) itself, and this file
-// includes Sequential at its end, so that either include order works.
-template <class T>
-class Sequential;
 
 
 /// The version of the lamina model file layout written by save_model (the
@@ -239,7 +236,7 @@ namespace detail {
 // A model's architecture as model files (and checkpoints) record it: the input
 // shape, the seed, and each layer's type, config and output shape.
 template <class T>
-nlohmann::ordered_json model_architecture(const Sequential<T>& model) {
+nlohmann::ordered_json model_architecture(const Model<T>& model) {
   using Json = nlohmann::ordered_json;
   Json arch = Json::object();
   arch["input_shape"] = shape_dims(model.input_shape());
@@ -266,7 +263,7 @@ nlohmann::ordered_json model_architecture(const Sequential<T>& model) {
 // ("layers.1.dense.kernel"), layer by layer, parameters before buffers.
 // `where` starts the error messages.
 template <class T>
-std::vector<SafetensorsTensor> model_tensors(const Sequential<T>& model, const std::string& where) {
+std::vector<SafetensorsTensor> model_tensors(const Model<T>& model, const std::string& where) {
   std::vector<SafetensorsTensor> tensors;
   for (std::size_t i = 0; i < model.size(); ++i) {
     const Layer<T>& layer = model.layer(i);
@@ -312,7 +309,7 @@ inline ModelFileInfo read_model_info(const std::filesystem::path& path) {
 /// Throws lamina::Error naming the path and the reason (model not built,
 /// directory missing, disk full, ...); ArgumentError for bad extra metadata.
 template <class T>
-void save_model(const Sequential<T>& model, const std::filesystem::path& path,
+void save_model(const Model<T>& model, const std::filesystem::path& path,
                 const SafetensorsMetadata& extra_metadata = {}) {
   using Json = nlohmann::ordered_json;
   const std::string where = "save_model " + path.string();
@@ -449,5 +446,3 @@ Sequential<T> load_model(const std::filesystem::path& path) {
 }
 
 }  // namespace lamina
-
-#include "lamina/model/sequential.hpp"  // see the forward declaration at the top

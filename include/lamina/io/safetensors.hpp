@@ -1,6 +1,5 @@
 // lamina/io/safetensors.hpp: reading and writing files in the safetensors
-// format (https://github.com/huggingface/safetensors), and the atomic file
-// writer that model files and the examples' outputs share.
+// format (https://github.com/huggingface/safetensors).
 //
 // The format, as the reference implementation writes and checks it:
 //   bytes [0, 8)        N, the header length, an unsigned 64-bit little-endian integer
@@ -26,28 +25,21 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <string>
-#include <system_error>
 #include <type_traits>
-#include <unordered_set>
 #include <utility>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <nlohmann/json.hpp>
 
 #include "lamina/core/error.hpp"
-#include "lamina/data/gzip_reader.hpp"
+#include "lamina/core/file_io.hpp"
+#include "lamina/io/json.hpp"
 
 namespace lamina {
 
@@ -108,181 +100,7 @@ inline std::string shape_text(const std::vector<std::uint64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-inline std::string errno_text(int err) { return err != 0 ? std::strerror(err) : "unknown error"; }
-
-// nlohmann's messages start with "[json.exception.parse_error.101] "; the
-// category is noise to a user, the rest is the useful part.
-inline std::string json_error_text(const std::exception& e) {
-  std::string what = e.what();
-  if (!what.empty() && what[0] == '[') {
-    const std::size_t close = what.find("] ");
-    if (close != std::string::npos) what = what.substr(close + 2);
-  }
-  return what;
-}
-
-// Parses JSON text, refusing an object that names a key twice: JSON parsers
-// keep one of the two silently (which one differs between parsers), so a file
-// with a duplicate would mean different things to different readers. Throws
-// nlohmann's parse_error for a syntax error and its out_of_range for a number
-// that overflows a double ("1e999"), so callers catch their common base
-// Json::exception; or `on_duplicate(key)`'s exception.
-template <class Json, class OnDuplicate>
-Json parse_json_unique_keys(const char* begin, const char* end, OnDuplicate on_duplicate) {
-  std::vector<std::unordered_set<std::string>> open_objects;  // keys seen, innermost object last
-  return Json::parse(begin, end, [&](int, typename Json::parse_event_t event, Json& parsed) {
-    using Event = typename Json::parse_event_t;
-    if (event == Event::object_start) {
-      open_objects.emplace_back();
-    } else if (event == Event::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (event == Event::key && !open_objects.empty()) {
-      const std::string key = parsed.template get<std::string>();
-      if (!open_objects.back().insert(key).second) on_duplicate(key);
-    }
-    return true;
-  });
-}
-
 }  // namespace detail
-
-/// CRC-32 (zlib's, the one Python's zlib.crc32 computes) of `size` bytes,
-/// continuing from `crc` (0 to start).
-inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size_t size) noexcept {
-  const auto* bytes = static_cast<const Bytef*>(data);
-  uLong value = crc;
-  // zlib takes uInt lengths: feed large buffers in pieces.
-  while (size > 0) {
-    const std::size_t piece = std::min<std::size_t>(size, std::numeric_limits<uInt>::max() / 2);
-    value = ::crc32(value, bytes, static_cast<uInt>(piece));
-    bytes += piece;
-    size -= piece;
-  }
-  return static_cast<std::uint32_t>(value);
-}
-
-// ---------------------------------------------------------------------------
-// Atomic file writing
-// ---------------------------------------------------------------------------
-
-/// Writes a file so that `target` is never seen half-written: the bytes go to a
-/// temporary file in the same directory (`<target>.tmp-<pid>-<n>`, the same
-/// file system, so the final rename is atomic), which commit() flushes, fsyncs
-/// and renames over `target` (then fsyncs the directory, so that the rename
-/// itself survives a crash). If anything fails, or the writer is destroyed
-/// before commit() (an exception on the caller's side), the temporary file is
-/// removed and an existing `target` is left as it was.
-///
-/// Every failure throws lamina::Error("cannot write <target>: <reason>").
-/// Not copyable; one writer per file. POSIX only (open/fsync/rename).
-class AtomicFileWriter {
- public:
-  explicit AtomicFileWriter(const std::filesystem::path& target) : target_(target) {
-    namespace fs = std::filesystem;
-    if (target_.empty()) throw Error("cannot write a file with an empty path");
-    std::error_code ec;
-    if (fs::is_directory(target_, ec)) fail("it is a directory", 0, false);
-    const fs::path parent = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
-    if (!fs::exists(parent, ec)) fail("the directory " + parent.string() + " does not exist", 0, false);
-    if (!fs::is_directory(parent, ec)) fail(parent.string() + " is not a directory", 0, false);
-    // The pid keeps processes apart, the counter threads (and a leftover file
-    // of a crashed process that had the same pid: O_EXCL moves on past it).
-    static std::atomic<unsigned> counter{0};
-    for (int attempt = 0;; ++attempt) {
-      temp_ = target_;
-      temp_ += ".tmp-" + std::to_string(static_cast<long long>(::getpid())) + "-" + std::to_string(counter++);
-      fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd_ >= 0) break;
-      const int err = errno;
-      if (err != EEXIST || attempt >= 100)
-        fail("cannot create the temporary file " + temp_.string(), err, false);
-    }
-    buffer_.reserve(kBufferSize);
-  }
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
-  ~AtomicFileWriter() { discard(); }
-
-  /// Appends bytes (buffered).
-  void write(const void* data, std::size_t size) {
-    if (fd_ < 0) throw Error("cannot write " + target_.string() + ": the file is already committed or abandoned");
-    const auto* bytes = static_cast<const std::uint8_t*>(data);
-    if (buffer_.size() + size > kBufferSize) flush_buffer();
-    if (size >= kBufferSize) {
-      write_all(bytes, size);  // large blocks skip the copy
-    } else {
-      buffer_.insert(buffer_.end(), bytes, bytes + size);
-    }
-  }
-  void write(const std::string& text) { write(text.data(), text.size()); }
-
-  /// Flushes, fsyncs and renames the temporary file over the target.
-  void commit() {
-    if (fd_ < 0) throw Error("cannot write " + target_.string() + ": the file is already committed or abandoned");
-    flush_buffer();
-    if (::fsync(fd_) != 0) fail("fsync failed", errno, true);
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail("close failed", errno, true);
-    if (::rename(temp_.c_str(), target_.c_str()) != 0)
-      fail("cannot rename " + temp_.string() + " to it", errno, true);
-    committed_ = true;
-    // Best effort: the data is safe in the file already; syncing the directory
-    // makes the new name durable too. Some file systems refuse, which is fine.
-    const std::filesystem::path parent = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
-    const int dir = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-      (void)::fsync(dir);
-      ::close(dir);
-    }
-  }
-
-  const std::filesystem::path& target() const noexcept { return target_; }
-  /// The temporary file (gone after commit() or a failure).
-  const std::filesystem::path& temporary_path() const noexcept { return temp_; }
-
- private:
-  static constexpr std::size_t kBufferSize = std::size_t{1} << 20;
-
-  void write_all(const std::uint8_t* bytes, std::size_t size) {
-    while (size > 0) {
-      const std::size_t piece = std::min<std::size_t>(size, std::size_t{1} << 30);
-      const ssize_t n = ::write(fd_, bytes, piece);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        fail("write failed", errno, true);
-      }
-      if (n == 0) fail("write failed (no progress)", 0, true);
-      bytes += n;
-      size -= static_cast<std::size_t>(n);
-    }
-  }
-  void flush_buffer() {
-    if (!buffer_.empty()) write_all(buffer_.data(), buffer_.size());
-    buffer_.clear();
-  }
-  // Closes and removes the temporary file unless committed.
-  void discard() noexcept {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (!committed_ && !temp_.empty()) {
-      ::unlink(temp_.c_str());
-      temp_.clear();
-    }
-  }
-  [[noreturn]] void fail(const std::string& what, int err, bool cleanup) {
-    if (cleanup) discard();
-    throw Error("cannot write " + target_.string() + ": " + what + (err ? ": " + detail::errno_text(err) : ""));
-  }
-
-  std::filesystem::path target_;
-  std::filesystem::path temp_;
-  int fd_ = -1;
-  bool committed_ = false;
-  std::vector<std::uint8_t> buffer_;
-};
 
 // ---------------------------------------------------------------------------
 // Writing

@@ -34,9 +34,8 @@ inline constexpr std::size_t kActivationChunk = 1 << 16;
 template <class T>
 void activate_in_place(Activation a, T* values, std::size_t n) {
   if (a == Activation::none) return;
-  parallel_for(chunk_count(n, detail::kActivationChunk), [&](std::ptrdiff_t c) {
-    const std::size_t begin = static_cast<std::size_t>(c) * detail::kActivationChunk;
-    const std::size_t end = std::min(n, begin + detail::kActivationChunk);
+  parallel_for_ranges(n, detail::kActivationChunk, [&](const ChunkRange& chunk) {
+    const std::size_t begin = chunk.begin, end = chunk.end;
     for (std::size_t i = begin; i < end; ++i) values[i] = values[i] > T(0) ? values[i] : T(0);
   });
 }
@@ -46,11 +45,10 @@ void activate_in_place(Activation a, T* values, std::size_t n) {
 template <class T>
 const T* activation_backward(Activation a, const T* output, const T* grad_out, T* grad_in, std::size_t n) {
   if (a == Activation::none) return grad_out;
-  parallel_for(chunk_count(n, detail::kActivationChunk), [&](std::ptrdiff_t c) {
-    const std::size_t begin = static_cast<std::size_t>(c) * detail::kActivationChunk;
-    const std::size_t end = std::min(n, begin + detail::kActivationChunk);
+  parallel_for_ranges(n, detail::kActivationChunk, [&](const ChunkRange& chunk) {
     // Both operands are loaded unconditionally: a conditional load of grad_out
     // keeps GCC from vectorising this loop.
+    const std::size_t begin = chunk.begin, end = chunk.end;
     for (std::size_t i = begin; i < end; ++i) {
       const T g = grad_out[i];
       grad_in[i] = output[i] > T(0) ? g : T(0);

@@ -1,6 +1,6 @@
 // lamina/kernels/gemm.hpp: lamina's own register-tiled GEMM over xsimd (used by
-// the Conv2D kernels), its naive reference, and the row-major Eigen maps used
-// by the other layers' GEMMs.
+// the Conv2D and Dense kernels), its reference, the row-major Eigen maps of the
+// Eigen GEMMs, and the GemmKernel choice between the two.
 //
 // WHAT IT COMPUTES
 //   C (M, N) = [C +] op(A) (M, K) x B (K, N) [+ bias (N) on every row] [then ReLU]
@@ -57,6 +57,28 @@ template <class T>
 using RowVectorMap = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 template <class T>
 using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+
+/// Which GEMM a layer's kernels run: lamina's (this file), Eigen's (on the
+/// row-major maps above, single-threaded inside lamina's chunks), or the
+/// kernels' own choice pass by pass (automatic, the default: what the Dense
+/// and Conv2D kernels measured fastest; dense_gemm in kernels/dense.hpp and
+/// conv2d_choose in kernels/conv2d.hpp give the reasons). lamina's and Eigen's
+/// results differ in the last bits; each is deterministic and independent of
+/// the thread count, and only lamina's gives a row the same bits in a batch
+/// of any size (see BLOCKING AND DETERMINISM).
+enum class GemmKernel { automatic, lamina, eigen };
+
+inline const char* to_string(GemmKernel g) noexcept {
+  switch (g) {
+    case GemmKernel::automatic: return "automatic";
+    case GemmKernel::lamina: return "lamina";
+    case GemmKernel::eigen: return "eigen";
+  }
+  return "?";
+}
+
+/// The three passes of a layer's kernels: y = f(x, w); dx from dy; dw from x and dy.
+enum class KernelPass { forward, backward_data, backward_weights };
 
 /// Contraction block of lamina's GEMM: fixed, so that no result depends on M,
 /// N or the thread count (and blocking does not change any rounding anyway:
@@ -402,12 +424,12 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t l
   gemm_prepacked(M, N, K, A, lda, trans_a, packed.data(), NP, C, ldc, epilogue);
 }
 
-/// Naive reference of gemm (same arguments): plain loops accumulated in double,
+/// Reference of gemm (same arguments): plain loops accumulated in double,
 /// rounded once to T.
 template <class T>
-void gemm_naive(std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
-                bool trans_a, const T* B, std::size_t ldb, bool trans_b, T* C, std::size_t ldc,
-                const GemmEpilogue<T>& epilogue = {}) {
+void gemm_reference(std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+                    bool trans_a, const T* B, std::size_t ldb, bool trans_b, T* C, std::size_t ldc,
+                    const GemmEpilogue<T>& epilogue = {}) {
   for (std::size_t i = 0; i < M; ++i)
     for (std::size_t j = 0; j < N; ++j) {
       double sum = epilogue.accumulate ? double(C[i * ldc + j]) : 0.0;

@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <locale>
 #include <sstream>
 #include <string>
@@ -65,6 +66,9 @@ class BatchNormalization final : public Layer<T> {
   }
 
   std::string type() const override { return "BatchNormalization"; }
+  std::unique_ptr<Layer<T>> clone() const override {
+    return std::make_unique<BatchNormalization<T>>(momentum_, epsilon_);
+  }
   LayerConfig config() const override {
     return {{"momentum", number_text(momentum_)}, {"epsilon", number_text(epsilon_)}};
   }
@@ -102,9 +106,9 @@ class BatchNormalization final : public Layer<T> {
       // One pass: the sums of d = x - shift and of d^2, shift the batch's first
       // row (see the top of the file).
       const T* shift = x;  // (C)
-      parallel_for(static_cast<std::ptrdiff_t>(chunks), [&](std::ptrdiff_t k) {
-        const std::size_t r0 = static_cast<std::size_t>(k) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
-        double* sum = part + static_cast<std::size_t>(k) * 2 * C;
+      parallel_for_ranges(rows, chunk_rows, [&](ChunkRange range) {
+        const std::size_t r0 = range.begin, r1 = range.end;
+        double* sum = part + range.index * 2 * C;
         double* sum_sq = sum + C;
         std::fill(sum, sum + 2 * C, 0.0);
         for (std::size_t r = r0; r < r1; ++r) {
@@ -149,8 +153,8 @@ class BatchNormalization final : public Layer<T> {
     for (std::size_t c = 0; c < C; ++c) scale[c] = static_cast<T>(static_cast<double>(gamma[c]) * inv_std[c]);
     T* y = output_.data();  // (M, C)
     const std::size_t chunk_rows = rows_per_chunk();
-    parallel_for(chunk_count(rows, chunk_rows), [&](std::ptrdiff_t k) {
-      const std::size_t r0 = static_cast<std::size_t>(k) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+    parallel_for_ranges(rows, chunk_rows, [&](ChunkRange range) {
+      const std::size_t r0 = range.begin, r1 = range.end;
       for (std::size_t r = r0; r < r1; ++r) {
         const T* xr = x + r * C;
         T* yr = y + r * C;
@@ -178,9 +182,9 @@ class BatchNormalization final : public Layer<T> {
     const std::size_t chunk_rows = rows_per_chunk(), chunks = static_cast<std::size_t>(chunk_count(rows, chunk_rows));
     partials_.resize(Shape{chunks, 2 * C});
     double* part = partials_.data();  // (chunks, 2C): [sum dy | sum dy (x - mean)]
-    parallel_for(static_cast<std::ptrdiff_t>(chunks), [&](std::ptrdiff_t k) {
-      const std::size_t r0 = static_cast<std::size_t>(k) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
-      double* sum_dy = part + static_cast<std::size_t>(k) * 2 * C;
+    parallel_for_ranges(rows, chunk_rows, [&](ChunkRange range) {
+      const std::size_t r0 = range.begin, r1 = range.end;
+      double* sum_dy = part + range.index * 2 * C;
       double* sum_dyx = sum_dy + C;
       std::fill(sum_dy, sum_dy + 2 * C, 0.0);
       for (std::size_t r = r0; r < r1; ++r) {
@@ -224,8 +228,8 @@ class BatchNormalization final : public Layer<T> {
         k_x[c] = T(0);
       }
     }
-    parallel_for(static_cast<std::ptrdiff_t>(chunks), [&](std::ptrdiff_t k) {
-      const std::size_t r0 = static_cast<std::size_t>(k) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+    parallel_for_ranges(rows, chunk_rows, [&](ChunkRange range) {
+      const std::size_t r0 = range.begin, r1 = range.end;
       for (std::size_t r = r0; r < r1; ++r) {
         const T* xr = x + r * C;
         const T* dyr = dy + r * C;

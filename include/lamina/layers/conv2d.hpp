@@ -1,14 +1,16 @@
 // lamina/layers/conv2d.hpp: 2-D convolution on NHWC images.
 //
-// The compute is in kernels/conv2d.hpp: Winograd F(2x2, 3x3) on 3x3 stride-1
-// layers wide enough for it, direct kernels on one-channel 3x3 layers, im2col
-// + lamina's GEMM elsewhere (kernels::Conv2DAlgorithm; set_algorithm), each
-// over fixed chunks of the batch, with naive references next to them. This
-// layer owns the shapes, the parameters, the fused activation (ReLU in the
-// forward kernels' epilogue, its mask inside the backward kernels where they
-// support it) and the workspace, which it reuses from step to step.
+// The compute is in kernels/conv2d.hpp, which chooses per pass between
+// Winograd F(2x2, 3x3) on 3x3 stride-1 layers wide enough for it, direct
+// kernels on one-channel 3x3 layers and im2col + a GEMM elsewhere
+// (kernels::Conv2DAlgorithm; set_algorithm), each over fixed chunks of the
+// batch and tested against the references of kernels/conv2d_reference.hpp.
+// This layer owns the shapes, the parameters, the fused activation (ReLU in
+// the forward kernels' epilogue, its mask inside the backward kernels where
+// they support it) and the workspace, which it reuses from step to step.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "lamina/core/padding.hpp"
@@ -68,14 +70,18 @@ class Conv2D final : public Layer<T> {
   /// between algorithms only by rounding.
   void set_algorithm(kernels::Conv2DAlgorithm algorithm) noexcept { workspace_.set_algorithm(algorithm); }
   kernels::Conv2DAlgorithm algorithm() const noexcept { return workspace_.algorithm(); }
-  /// Which GEMM the im2col kernels run (kernels::Conv2DGemm; lamina's by default).
-  void set_gemm(kernels::Conv2DGemm gemm) noexcept { workspace_.set_gemm(gemm); }
-  kernels::Conv2DGemm gemm() const noexcept { return workspace_.gemm(); }
-  void copy_execution_settings(const Layer<T>& original) override {
-    if (const auto* conv = dynamic_cast<const Conv2D*>(&original)) {
-      set_algorithm(conv->algorithm());
-      set_gemm(conv->gemm());
-    }
+  /// Which GEMM the im2col kernels run (kernels::GemmKernel; automatic by
+  /// default: lamina's, Eigen's in backward data where lamina's would compute
+  /// mostly padding; see kernels::conv2d_choose).
+  void set_gemm(kernels::GemmKernel gemm) noexcept { workspace_.set_gemm(gemm); }
+  kernels::GemmKernel gemm() const noexcept { return workspace_.gemm(); }
+  /// The same hyperparameters (fused activation included), algorithm and
+  /// GEMM; unbuilt.
+  std::unique_ptr<Layer<T>> clone() const override {
+    auto copy = std::make_unique<Conv2D<T>>(filters_, kernel_size_, stride_, padding_, activation_, use_bias_, init_);
+    copy->set_algorithm(algorithm());
+    copy->set_gemm(gemm());
+    return copy;
   }
 
   TensorView<const T> forward(TensorView<const T> input, Mode) override {

@@ -33,6 +33,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <locale>
 #include <optional>
 #include <sstream>
@@ -61,6 +62,8 @@ class Dropout final : public Layer<T> {
   }
 
   std::string type() const override { return "Dropout"; }
+  /// The same rate and seed; the copy's stream starts where initialize() puts it.
+  std::unique_ptr<Layer<T>> clone() const override { return std::make_unique<Dropout<T>>(rate_, seed_); }
   LayerConfig config() const override {
     return {{"rate", number_text(rate_)}, {"seed", seed_ ? std::to_string(*seed_) : std::string("none")}};
   }
@@ -94,9 +97,8 @@ class Dropout final : public Layer<T> {
     // uniform >= rate  <=>  (h >> 11) >= rate * 2^53 (exact: a power-of-two
     // scaling), and the left side is an integer.
     const auto threshold = static_cast<std::uint64_t>(std::ceil(std::ldexp(rate_, 53)));
-    parallel_for(chunk_count(n, kElementsPerChunk), [&](std::ptrdiff_t k) {
-      const std::size_t begin = static_cast<std::size_t>(k) * kElementsPerChunk;
-      const std::size_t end = std::min(n, begin + kElementsPerChunk);
+    parallel_for_ranges(n, kElementsPerChunk, [&](ChunkRange range) {
+      const std::size_t begin = range.begin, end = range.end;
       // Locals, not the captured references: a store to mask[i] could alias
       // those, and the reloads keep GCC from vectorising the loop.
       const std::uint64_t k_key = key, k_threshold = threshold;
@@ -119,9 +121,8 @@ class Dropout final : public Layer<T> {
     const T* dy = grad_output.data();  // (N, ...)
     const T* mask = mask_.data();      // (N, ...) from the forward
     T* dx = grad_input_.data();        // (N, ...)
-    parallel_for(chunk_count(n, kElementsPerChunk), [&](std::ptrdiff_t k) {
-      const std::size_t begin = static_cast<std::size_t>(k) * kElementsPerChunk;
-      const std::size_t end = std::min(n, begin + kElementsPerChunk);
+    parallel_for_ranges(n, kElementsPerChunk, [&](ChunkRange range) {
+      const std::size_t begin = range.begin, end = range.end;
       for (std::size_t i = begin; i < end; ++i) dx[i] = dy[i] * mask[i];
     });
     return grad_input_.view();

@@ -1,6 +1,7 @@
 // lamina/layers/flatten.hpp: (N, d1, d2, ...) -> (N, d1*d2*...), without a copy.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "lamina/layers/layer.hpp"
@@ -11,6 +12,7 @@ template <class T>
 class Flatten final : public Layer<T> {
  public:
   std::string type() const override { return "Flatten"; }
+  std::unique_ptr<Layer<T>> clone() const override { return std::make_unique<Flatten<T>>(); }
 
   // Row-major storage makes flattening a reshape: the output is a view of the
   // input and the input gradient a view of the output gradient.

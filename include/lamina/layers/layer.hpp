@@ -29,7 +29,10 @@
 //    step at a given batch size, forward and backward do not allocate.
 // 7. Errors name the culprit: "layer 3 (Dense): expects ..., got ...". The
 //    owner sets the index; a layer used alone is "layer ? (Dense)".
-// 8. Randomness comes only from Rngs the owner seeds: initialize(rng) for the
+// 8. clone() makes an unbuilt copy of the layer's hyperparameters and kernel
+//    choices (never of its tensors or caches), so that a model can be copied
+//    without the layer registry.
+// 9. Randomness comes only from Rngs the owner seeds: initialize(rng) for the
 //    parameters, and for a stochastic layer (Dropout) its own stream, exposed by
 //    rng() so that callers can snapshot it (gradient checks, checkpoints).
 #pragma once
@@ -149,11 +152,12 @@ class Layer {
   virtual TensorView<const T> forward(TensorView<const T> input, Mode mode) = 0;
   virtual TensorView<const T> backward(TensorView<const T> grad_output) = 0;
 
-  /// Copies the settings that choose how (not what) the layer computes (a
-  /// kernel or GEMM choice) from `original`, a layer of the same type and
-  /// config; what predict() calls on its private copy of the model so that it
-  /// computes with the same bits. Nothing by default.
-  virtual void copy_execution_settings(const Layer<T>& original) { (void)original; }
+  /// A new layer of the same type, with the same hyperparameters and the same
+  /// settings that choose how (not what) it computes (a kernel or GEMM
+  /// choice, a fused activation), so that it computes the same bits; not
+  /// built, with no parameters, buffers or caches: the owner builds and binds
+  /// it (see 3.). What predict() runs its private copy of a model on.
+  virtual std::unique_ptr<Layer<T>> clone() const = 0;
 
   /// How the layer's kernels split parameter `index` between threads, so that
   /// the optimizer can follow (optim/update_plan.hpp): 0 (the default) when

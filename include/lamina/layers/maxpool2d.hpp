@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include "lamina/core/threads.hpp"
@@ -62,6 +63,10 @@ class MaxPooling2D final : public Layer<T> {
   }
 
   std::string type() const override { return "MaxPooling2D"; }
+  std::unique_ptr<Layer<T>> clone() const override {
+    return std::make_unique<MaxPooling2D<T>>(std::array<std::size_t, 2>{pool_h_, pool_w_},
+                                             std::array<std::size_t, 2>{stride_h_, stride_w_}, padding_);
+  }
   LayerConfig config() const override {
     return {{"pool_size", pair_text(pool_h_, pool_w_)},
             {"strides", pair_text(stride_h_, stride_w_)},
@@ -80,8 +85,8 @@ class MaxPooling2D final : public Layer<T> {
     T* y = output_.data();                    // (N, OH, OW, C)
     std::uint32_t* arg = argmax_.data();      // (N, OH, OW, C) offsets inside the input image
     const std::size_t images = images_per_chunk();
-    parallel_for(chunk_count(n, images), [&](std::ptrdiff_t k) {
-      const std::size_t n0 = static_cast<std::size_t>(k) * images, n1 = std::min(n, n0 + images);
+    parallel_for_ranges(n, images, [&](ChunkRange range) {
+      const std::size_t n0 = range.begin, n1 = range.end;
       for (std::size_t img = n0; img < n1; ++img) {
         const T* xi = x + img * in_image;
         T* yi = y + img * out_image;
@@ -128,8 +133,8 @@ class MaxPooling2D final : public Layer<T> {
     const std::uint32_t* arg = argmax_.data();  // (N, OH, OW, C)
     T* dx = grad_input_.data();                 // (N, H, W, C)
     const std::size_t images = images_per_chunk();
-    parallel_for(chunk_count(n, images), [&](std::ptrdiff_t k) {
-      const std::size_t n0 = static_cast<std::size_t>(k) * images, n1 = std::min(n, n0 + images);
+    parallel_for_ranges(n, images, [&](ChunkRange range) {
+      const std::size_t n0 = range.begin, n1 = range.end;
       std::fill(dx + n0 * in_image, dx + n1 * in_image, T(0));
       for (std::size_t img = n0; img < n1; ++img) {
         T* dxi = dx + img * in_image;

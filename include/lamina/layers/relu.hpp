@@ -1,6 +1,7 @@
 // lamina/layers/relu.hpp: ReLU.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "lamina/kernels/activation.hpp"
@@ -13,6 +14,7 @@ template <class T>
 class ReLU final : public Layer<T> {
  public:
   std::string type() const override { return "ReLU"; }
+  std::unique_ptr<Layer<T>> clone() const override { return std::make_unique<ReLU<T>>(); }
 
   TensorView<const T> forward(TensorView<const T> input, Mode) override {
     this->check_input(input);

@@ -81,16 +81,4 @@ class SoftmaxCrossEntropy {
   std::vector<std::int32_t> labels_;
 };
 
-/// Index of the largest value of each row of (N, C); ties go to the lowest index.
-template <class T>
-std::vector<std::int32_t> argmax_rows(TensorView<const T> scores) {
-  const std::size_t n = scores.dim(0), c = scores.dim(1);
-  std::vector<std::int32_t> out(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const T* row = scores.data() + i * c;
-    out[i] = static_cast<std::int32_t>(std::max_element(row, row + c) - row);
-  }
-  return out;
-}
-
 }  // namespace lamina

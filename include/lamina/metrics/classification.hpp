@@ -1,5 +1,6 @@
 // lamina/metrics/classification.hpp: how good is a classifier, per class.
 //
+//   std::vector<std::int32_t> y_pred = argmax_rows<float>(probabilities.view());
 //   ConfusionMatrix cm(y_true, y_pred, 10);       // rows: true class, columns: predicted
 //   std::cout << cm.to_string();
 //   ClassificationReport r = classification_report(cm);
@@ -72,6 +73,19 @@ inline std::vector<std::string> class_names_or_default(const std::vector<std::st
 }
 
 }  // namespace detail
+
+/// Index of the largest value of each row of (N, C), the predicted class of
+/// each sample; ties go to the lowest index.
+template <class T>
+std::vector<std::int32_t> argmax_rows(TensorView<const T> scores) {
+  const std::size_t n = scores.dim(0), c = scores.dim(1);
+  std::vector<std::int32_t> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = scores.data() + i * c;
+    out[i] = static_cast<std::int32_t>(std::max_element(row, row + c) - row);
+  }
+  return out;
+}
 
 /// Counts of (true class, predicted class) pairs.
 class ConfusionMatrix {

@@ -26,7 +26,7 @@
 
 #include "lamina/core/error.hpp"
 #include "lamina/core/tensor.hpp"
-#include "lamina/data/dataset.hpp"
+#include "lamina/data/mnist_data.hpp"
 
 namespace lamina {
 

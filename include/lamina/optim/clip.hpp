@@ -45,9 +45,8 @@ template <class T>
 double gradient_norm(const T* grads, std::size_t n) {
   const std::ptrdiff_t chunks = chunk_count(n, detail::kNormChunk);
   std::vector<double> partial(static_cast<std::size_t>(chunks), 0.0);  // (chunks,) sums of squares
-  parallel_for(chunks, [&](std::ptrdiff_t c) {
-    const std::size_t begin = static_cast<std::size_t>(c) * detail::kNormChunk;
-    partial[static_cast<std::size_t>(c)] = detail::sum_of_squares(grads, begin, std::min(n, begin + detail::kNormChunk));
+  parallel_for_ranges(n, detail::kNormChunk, [&](const ChunkRange& chunk) {
+    partial[chunk.index] = detail::sum_of_squares(grads, chunk.begin, chunk.end);
   });
   double total = 0;
   for (double s : partial) total += s;
@@ -86,9 +85,8 @@ double gradient_norm(const T* grads, const UpdatePlan& plan) {
 template <class T>
 void scale_gradients(T* grads, std::size_t n, double factor) {
   const T f = static_cast<T>(factor);
-  parallel_for(chunk_count(n, detail::kNormChunk), [&](std::ptrdiff_t c) {
-    const std::size_t begin = static_cast<std::size_t>(c) * detail::kNormChunk;
-    const std::size_t end = std::min(n, begin + detail::kNormChunk);
+  parallel_for_ranges(n, detail::kNormChunk, [&](const ChunkRange& chunk) {
+    const std::size_t begin = chunk.begin, end = chunk.end;
     for (std::size_t i = begin; i < end; ++i) grads[i] *= f;
   });
 }

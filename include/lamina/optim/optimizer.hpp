@@ -3,7 +3,7 @@
 // Optimizers update the model's ONE flat parameter buffer from its one flat
 // gradient buffer, element by element: no reduction is involved, so the update is
 // the same with any number of threads, and with any split of the work
-// (Sequential passes an UpdatePlan, optim/update_plan.hpp, so that each thread
+// (the training loop passes an UpdatePlan, optim/update_plan.hpp, so that each thread
 // updates the parameters its layers' kernels read and wrote).
 #pragma once
 
@@ -88,10 +88,7 @@ class ElementwiseOptimizer : public Optimizer<T> {
       for_each_update_block(*plan, [&](const UpdateBlock& block) { body(block.offset, block.offset + block.length); });
       return;
     }
-    parallel_for(chunk_count(n, chunk), [&](std::ptrdiff_t c) {
-      const std::size_t begin = static_cast<std::size_t>(c) * chunk;
-      body(begin, std::min(n, begin + chunk));
-    });
+    parallel_for_ranges(n, chunk, [&](const ChunkRange& range) { body(range.begin, range.end); });
   }
 };
 

@@ -4,11 +4,11 @@
 // gives the same bits. The split still matters for speed: a parameter that one
 // thread updates and the other thread reads in the next forward travels between
 // the two cores' caches, and a write to a cache line that the other core also
-// holds has to invalidate that copy first. On this project's machine (two
-// vCPUs), Adam over the reference MLP took 85 us when both threads had read the
-// whole Dense kernel in the forward, and 36 us when each thread had read only
-// the part it updates. When the two vCPUs sit on different L3 caches (the
-// "slow state" in docs/performance.md) the gap is five-fold.
+// holds has to invalidate that copy first. With two threads, Adam over the
+// reference MLP takes about 2.5 times as long when both threads have read the
+// whole Dense kernel in the forward as when each has read only the part it
+// updates, and over ten times as long when the two cores do not share an L3
+// cache (docs/performance.md, "Threads and caches").
 //
 // So a layer whose kernels split a parameter tensor between threads in a fixed
 // way says so (Layer::parameter_row_chunk), and the optimizer follows the same
@@ -16,10 +16,10 @@
 // block i; a layer's tensor gets a phase of its own with the same chunks as the
 // layer's own loops, so OpenMP's static schedule hands chunk i to the same
 // thread in both. Every other parameter is updated in contiguous chunks of
-// kUpdateChunk elements, as before. The split is by whole rows, so each thread
-// owns one contiguous range: split by columns (each thread owning half of
-// every 1 KB row of the MLP's kernel), the hardware prefetchers pulled in the
-// other thread's half and Adam took 430-620 us instead of 50.
+// kUpdateChunk elements. The split is by whole rows, so each thread owns one
+// contiguous range: split by columns (each thread owning half of every 1 KB
+// row of the MLP's kernel), the hardware prefetchers pull in the other
+// thread's half, which is slower still than reading the whole kernel.
 #pragma once
 
 #include <algorithm>
@@ -35,7 +35,7 @@ namespace lamina {
 
 /// Elements per chunk where no layer asks for a split of its own: the
 /// reference MLP's 203,530 parameters make 25 chunks (13 + 12 on two threads;
-/// 32768 made 7, 4 + 3).
+/// chunks of 32768 would make 7, 4 + 3).
 inline constexpr std::size_t kUpdateChunk = std::size_t{1} << 13;
 
 /// elements [offset, offset + length) of the flat parameter buffer.

@@ -39,19 +39,22 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "lamina/core/error.hpp"
+#include "lamina/core/file_io.hpp"
+#include "lamina/core/format.hpp"
 #include "lamina/core/tensor.hpp"
-#include "lamina/data/dataset.hpp"
+#include "lamina/data/mnist_data.hpp"
 #include "lamina/metrics/classification.hpp"
 #include "lamina/metrics/eda.hpp"
-#include "lamina/model/sequential.hpp"
+#include "lamina/model/history.hpp"
 #include "lamina/report/escape.hpp"
+#include "lamina/report/html_blocks.hpp"
 #include "lamina/report/png.hpp"
 #include "lamina/report/svg.hpp"
 
@@ -82,7 +85,7 @@ struct ReportInputs {
   /// The evaluated set (normally the validation split): its name in headings,
   /// the images (N, H, W) or (N, H, W, 1) with ink in [0, 1] as to_dataset makes
   /// them (only needed for the error gallery), the true labels (N,) and the
-  /// model's class probabilities (N, C), e.g. from Sequential::predict.
+  /// model's class probabilities (N, C), e.g. from a model's predict().
   std::string evaluation_name = "validation";
   TensorView<const float> images;
   std::vector<std::int32_t> labels;
@@ -99,85 +102,6 @@ struct ReportInputs {
 
 namespace detail {
 
-// Digits are drawn dark on white, like ink on paper: display = 255 - ink,
-// with the ink (in pixel units, 0..255) rounded to an integer first.
-inline std::uint8_t paper_from_ink(double ink) {
-  const double v = std::min(255.0, std::max(0.0, std::isfinite(ink) ? ink : 0.0));
-  return static_cast<std::uint8_t>(255 - std::lround(v));
-}
-
-inline std::string img_tag(const std::vector<std::uint8_t>& png, std::size_t width, std::size_t height, double scale,
-                           const std::string& alt, const std::string& css_class) {
-  return "<img class=\"" + css_class + "\" src=\"" + png_data_uri(png) + "\" width=\"" +
-         format_tick(static_cast<double>(width) * scale, 0) + "\" height=\"" +
-         format_tick(static_cast<double>(height) * scale, 0) + "\" alt=\"" + escape_html(alt) + "\">";
-}
-
-inline std::string percent(double share, int decimals = 2) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.*f%%", decimals, 100.0 * share);
-  return buffer;
-}
-
-inline std::string fixed_or_dash(bool present, double value, int digits) {
-  return present ? fixed(value, digits) : std::string("&ndash;");
-}
-
-// Thousands separators, for counts in tables.
-inline std::string grouped(std::size_t n) {
-  const std::string digits = std::to_string(n);
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-// White blended towards `rgb` by `amount` in [0, 1], as a CSS colour.
-inline std::string blend(const int rgb[3], double amount) {
-  amount = std::min(1.0, std::max(0.0, amount));
-  char buffer[16];
-  int c[3];
-  for (int k = 0; k < 3; ++k) c[k] = static_cast<int>(std::lround(255.0 + (rgb[k] - 255.0) * amount));
-  std::snprintf(buffer, sizeof buffer, "#%02x%02x%02x", c[0], c[1], c[2]);
-  return buffer;
-}
-
-inline const char* report_css() {
-  return "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:0;"
-         "background:#f4f5f7;color:#222;line-height:1.4}"
-         "main{max-width:1120px;margin:0 auto;padding:16px 24px 40px}"
-         "h1{font-size:26px;margin:16px 0 4px}h2{font-size:20px;margin:0 0 12px}h3{font-size:15px;margin:18px 0 8px}"
-         "nav a{margin-right:14px;color:#2b5797;text-decoration:none}"
-         "section{background:#fff;border:1px solid #dfe2e6;border-radius:8px;padding:16px 24px;margin:16px 0}"
-         "table{border-collapse:collapse;font-size:13px}th,td{padding:3px 10px}"
-         "table.kv th{text-align:left;font-weight:500;color:#555}"
-         "table.grid th{border-bottom:1px solid #ccc;text-align:right}table.grid td{text-align:right}"
-         "table.grid tr.avg td,table.grid tr.avg th{border-top:1px solid #ccc}"
-         "table.grid th:first-child,table.grid td:first-child{text-align:left}"
-         "td.num,table.grid td{font-variant-numeric:tabular-nums}"
-         ".charts{display:flex;flex-wrap:wrap;gap:16px}"
-         "svg.chart{border:1px solid #eceef1;border-radius:4px;font-family:inherit}"
-         "img.digits{image-rendering:pixelated;border:1px solid #ccc}"
-         ".gallery{display:flex;flex-wrap:wrap;gap:12px}"
-         "figure{margin:0;text-align:center;font-size:12px}figcaption{margin-top:2px}"
-         "pre{background:#f3f4f6;padding:12px;overflow-x:auto;font-size:12px;line-height:1.3}"
-         "table.cm td{width:46px;height:30px;text-align:center;font-variant-numeric:tabular-nums;"
-         "border:1px solid #fff}table.cm th{padding:2px 6px}table.cm td.zero{color:#bbb}"
-         "table.cm td.total{background:#f3f4f6;color:#333}"
-         "ul.warnings li{color:#8a4b00;margin:3px 0}p.ok{color:#1e7a34}p.missing{color:#888;font-style:italic}"
-         ".headline{display:flex;gap:28px;flex-wrap:wrap;margin-bottom:8px}"
-         ".headline div{font-size:12px;color:#555}.headline b{display:block;font-size:22px;color:#222}"
-         "#lamina-self-check{font-size:12px;color:#666}";
-}
-
-inline std::string missing(const std::string& what) { return "<p class=\"missing\">" + escape_html(what) + "</p>"; }
-
-inline std::string kv_row(const std::string& key, const std::string& value_html) {
-  return "<tr><th>" + escape_html(key) + "</th><td>" + value_html + "</td></tr>";
-}
-
 // ---- section 1: data ---------------------------------------------------------
 inline std::string data_section(const ReportInputs& in, const EdaReport* eda, const std::vector<std::string>& names) {
   std::string s = "<section id=\"data\"><h2>1. Data</h2>";
@@ -186,7 +110,7 @@ inline std::string data_section(const ReportInputs& in, const EdaReport* eda, co
   const std::size_t positions = e.rows * e.cols;
   s += "<table class=\"kv\">";
   s += kv_row("source", escape_html(e.source.empty() ? std::string("(unnamed)") : e.source));
-  s += kv_row("images", grouped(e.count));
+  s += kv_row("images", group_thousands(e.count));
   s += kv_row("image size", std::to_string(e.rows) + " &times; " + std::to_string(e.cols) + " pixels, 8-bit grey");
   s += kv_row("labels", e.labelled ? std::to_string(e.num_classes) + " classes" : std::string("none (unlabelled)"));
   if (e.labelled) {
@@ -202,9 +126,9 @@ inline std::string data_section(const ReportInputs& in, const EdaReport* eda, co
               std::to_string(e.always_blank_positions) + " of " + std::to_string(positions) + " (" +
                   percent(e.always_blank_position_share) + ")");
   s += kv_row("constant positions", std::to_string(e.constant_positions.size()) + " of " + std::to_string(positions));
-  s += kv_row("duplicate images", grouped(e.duplicates.duplicate_rows) + " (" +
-                                      grouped(e.duplicates.conflicting_groups) + " with conflicting labels)");
-  s += kv_row("blank images", grouped(e.blank_images));
+  s += kv_row("duplicate images", group_thousands(e.duplicates.duplicate_rows) + " (" +
+                                      group_thousands(e.duplicates.conflicting_groups) + " with conflicting labels)");
+  s += kv_row("blank images", group_thousands(e.blank_images));
   s += "</table>";
 
   s += "<div class=\"charts\">";
@@ -273,7 +197,7 @@ inline std::string data_section(const ReportInputs& in, const EdaReport* eda, co
       for (std::size_t p = 0; p < h * w; ++p) image[p] = paper_from_ink(e.class_mean_images[c * h * w + p]);
       const std::string name = c < names.size() ? names[c] : std::to_string(c);
       s += "<figure>" + img_tag(encode_png(image, w, h), w, h, 3.0, "mean digit of class " + name, "digits") +
-           "<figcaption>" + escape_html(name) + " (" + grouped(e.class_counts[c]) + ")</figcaption></figure>";
+           "<figcaption>" + escape_html(name) + " (" + group_thousands(e.class_counts[c]) + ")</figcaption></figure>";
     }
     s += "</div>";
   }
@@ -346,7 +270,7 @@ inline std::string training_section(const ReportInputs& in) {
       s += "<td>" + fixed_or_dash(e.has_validation, e.val_loss, 4) + "</td><td>" +
            fixed_or_dash(e.has_validation, e.val_accuracy, 4) + "</td>";
     s += "<td>" + escape_html(lr) + "</td><td>" + fixed(e.seconds, 1) + "</td><td>" +
-         grouped(static_cast<std::size_t>(std::max(0.0, std::round(e.train_images_per_second)))) + "</td></tr>";
+         group_thousands(static_cast<std::size_t>(std::max(0.0, std::round(e.train_images_per_second)))) + "</td></tr>";
   }
   return s + "</table></section>";
 }
@@ -381,13 +305,13 @@ inline EvaluationParts evaluation_sections(const ReportInputs& in, std::vector<s
   const ClassificationReport report = classification_report(cm, names);
 
   std::string& s = out.evaluation;
-  s += "<div class=\"headline\"><div><b>" + percent(report.accuracy) + "</b>accuracy (" + grouped(cm.correct()) +
-       " of " + grouped(n) + ")</div>";
+  s += "<div class=\"headline\"><div><b>" + percent(report.accuracy) + "</b>accuracy (" + group_thousands(cm.correct()) +
+       " of " + group_thousands(n) + ")</div>";
   for (std::size_t k : {std::size_t{2}, std::size_t{3}})
     if (k < classes)
       s += "<div><b>" + percent(top_k_accuracy<float>(p, in.labels, k)) + "</b>top-" + std::to_string(k) +
            " accuracy</div>";
-  s += "<div><b>" + fixed(report.macro_avg.f1, 4) + "</b>macro F1</div><div><b>" + grouped(n - cm.correct()) +
+  s += "<div><b>" + fixed(report.macro_avg.f1, 4) + "</b>macro F1</div><div><b>" + group_thousands(n - cm.correct()) +
        "</b>misclassified</div></div>";
 
   // Heat map: the diagonal in blue by the share of the row (that class's
@@ -480,41 +404,6 @@ inline EvaluationParts evaluation_sections(const ReportInputs& in, std::vector<s
   return out;
 }
 
-// Counts, in the reader's browser, the charts that were laid out and the
-// images that decoded, plus any error event, and writes the result into
-// #lamina-self-check (attributes for tools, a sentence for people).
-inline const char* self_check_script() {
-  return "<script>\n"
-         "(function () {\n"
-         "  function check() {\n"
-         "    var charts = document.querySelectorAll('svg.chart'), drawn = 0;\n"
-         "    for (var i = 0; i < charts.length; ++i) {\n"
-         "      var box = charts[i].getBoundingClientRect();\n"
-         "      if (box.width > 0 && box.height > 0 && charts[i].querySelector('path, rect, circle')) ++drawn;\n"
-         "    }\n"
-         "    var images = document.images, decoded = 0, broken = [];\n"
-         "    for (var j = 0; j < images.length; ++j) {\n"
-         "      if (images[j].complete && images[j].naturalWidth > 0) ++decoded; else broken.push(images[j].alt);\n"
-         "    }\n"
-         "    var errors = window.laminaErrors || [];\n"
-         "    var out = document.getElementById('lamina-self-check');\n"
-         "    out.setAttribute('data-charts', String(charts.length));\n"
-         "    out.setAttribute('data-charts-drawn', String(drawn));\n"
-         "    out.setAttribute('data-images', String(images.length));\n"
-         "    out.setAttribute('data-images-decoded', String(decoded));\n"
-         "    out.setAttribute('data-errors', String(errors.length));\n"
-         "    var ok = drawn === charts.length && decoded === images.length && errors.length === 0;\n"
-         "    out.setAttribute('data-status', ok ? 'ok' : 'problems');\n"
-         "    out.textContent = 'Checked in this browser: ' + drawn + ' of ' + charts.length + ' charts drawn, ' +\n"
-         "        decoded + ' of ' + images.length + ' images decoded' +\n"
-         "        (broken.length ? ' (not decoded: ' + broken.join('; ') + ')' : '') +\n"
-         "        (errors.length ? ', errors: ' + errors.join('; ') : '') + '.';\n"
-         "  }\n"
-         "  if (document.readyState === 'complete') check(); else window.addEventListener('load', check);\n"
-         "})();\n"
-         "</script>";
-}
-
 }  // namespace detail
 
 /// The report as one HTML document (UTF-8). Throws ShapeError or ArgumentError
@@ -565,18 +454,17 @@ inline std::string html_report(const ReportInputs& in) {
   return html;
 }
 
-/// Writes html_report(in) to `path` (creating its directory). Throws Error when
-/// the file cannot be written.
+/// Writes html_report(in) to `path` (creating its directory), atomically (see
+/// AtomicFileWriter): a reader sees the old page or the complete new one.
+/// Throws Error naming the path when the file cannot be written.
 inline void write_html_report(const std::filesystem::path& path, const ReportInputs& in) {
   const std::string html = html_report(in);
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
   if (ec) throw Error("write_html_report: cannot create " + path.parent_path().string() + ": " + ec.message());
-  std::ofstream file(path, std::ios::binary);
-  if (!file) throw Error("write_html_report: cannot open " + path.string() + " for writing");
-  file.write(html.data(), static_cast<std::streamsize>(html.size()));
-  file.close();
-  if (!file) throw Error("write_html_report: cannot write " + path.string());
+  AtomicFileWriter file(path);
+  file.write(html);
+  file.commit();
 }
 
 }  // namespace lamina

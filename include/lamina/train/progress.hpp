@@ -1,4 +1,4 @@
-// lamina/model/progress.hpp: the training progress display.
+// lamina/train/progress.hpp: the training progress display.
 //
 // On a terminal: a bar redrawn in place with the ETA and running loss and
 // accuracy. Elsewhere (a log file, CI): one plain line per epoch, so logs stay
