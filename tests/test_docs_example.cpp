@@ -5,11 +5,15 @@
 
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <memory>
 #include <vector>
 
 #include "support.hpp"
 
+// BEGIN docs/layers.md example
 template <class T>
 class Scale final : public lamina::Layer<T> {
  public:
@@ -58,6 +62,7 @@ class Scale final : public lamina::Layer<T> {
   lamina::Tensor<T> output_;           // (N, F)
   lamina::Tensor<T> grad_input_;       // (N, F)
 };
+// END docs/layers.md example
 
 TEST_CASE("The docs/layers.md example layer passes the gradient check") {
   Scale<double> scale;
@@ -89,4 +94,28 @@ TEST_CASE("The docs/layers.md example layer trains in a model: the loss falls an
   std::size_t moved = 0;
   for (float s : model.layer(0).parameters()[0]) moved += s != 1.0f;
   CHECK(moved == 784);
+}
+
+namespace {
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+}  // namespace
+
+TEST_CASE("The example layer in docs/layers.md is the one this file compiles and tests") {
+  const std::string source = read_text(std::string(LAMINA_SOURCE_DIR) + "/tests/test_docs_example.cpp");
+  const std::string docs = read_text(std::string(LAMINA_SOURCE_DIR) + "/docs/layers.md");
+  const std::string begin_marker = "// BEGIN docs/layers.md example\n", end_marker = "// END docs/layers.md example";
+  const std::size_t begin = source.find(begin_marker);
+  const std::size_t end = source.find(end_marker);
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  const std::string layer = source.substr(begin + begin_marker.size(), end - begin - begin_marker.size());
+  REQUIRE(layer.find("class Scale final") != std::string::npos);
+  INFO("copy the class between the markers of tests/test_docs_example.cpp into docs/layers.md");
+  CHECK(docs.find(layer) != std::string::npos);
 }
