@@ -1,10 +1,11 @@
-// Winograd F(2x2, 3x3) (kernels/winograd.hpp): against the naive references
-// on odd shapes, the dispatch rule, bit-identity across thread counts and
-// batch sizes, the workspace's steady state, and the Conv2D layer's gradients
-// and predict() copy when it runs Winograd.
+// Winograd F(2x2, 3x3) (kernels/winograd.hpp): against the references
+// (kernels/conv2d_reference.hpp) on odd shapes, the dispatch rule,
+// bit-identity across thread counts and batch sizes, the workspace's steady
+// state, and the Conv2D layer's gradients (the checker passes it, and fails it
+// when the kernel it runs drops a tap) and predict() copy when it runs Winograd.
 //
 // TOLERANCE. test_conv_kernels.cpp bounds an im2col result by
-//     2 min(n + 2, 8 sqrt(n + 2)) u mag,   mag = sum |terms| (naive on |inputs|)
+//     2 min(n + 2, 8 sqrt(n + 2)) u mag,   mag = sum |terms| (reference on |inputs|)
 // (n products per value, u the unit roundoff). Winograd computes each output
 // from 16 transformed products per channel instead of 9, and each transformed
 // input value is a sum of up to 4 inputs (B^T d B), each transformed kernel
@@ -12,7 +13,7 @@
 // to 9 of the 16 products (A^T M A). Bounding |U| |V| summed over the 16
 // positions by 16 * 9/4 = 36 times the direct products' magnitudes, and
 // adding the transforms' own few roundings, we require
-//     |winograd - naive| <= 36 * 2 min(n + 2, 8 sqrt(n + 2)) u mag.
+//     |winograd - reference| <= 36 * 2 min(n + 2, 8 sqrt(n + 2)) u mag.
 // In float, for C = 33, that is 1.4e-3 of mag, against 1 / (9 * 33) = 3.4e-3
 // for a missing tap; the test below checks that dropping one tap of the kernel
 // does fail the bound on every shape, so the bound can fail. Observed errors
@@ -31,10 +32,13 @@
 #include <lamina/layers/conv2d.hpp>
 #include <lamina/lamina.hpp>
 
-#include "test_support.hpp"
+#include "support.hpp"
 
 using namespace lamina;
 using namespace lamina::kernels;
+using lamina_test::absolute;
+using lamina_test::random_values;
+using lamina_test::same_bits;
 
 namespace {
 
@@ -64,25 +68,6 @@ const std::vector<Conv2DGeometry> kLargeShapes = {
 std::string describe(const Conv2DGeometry& g) {
   return "input " + g.input_shape().to_string() + " kernel " + g.kernel_shape().to_string() + " padding " +
          to_string(g.padding);
-}
-
-template <class T>
-std::vector<T> random_values(std::size_t n, Rng& rng) {
-  std::vector<T> v(n);
-  for (auto& x : v) x = static_cast<T>(rng.uniform(-1.0, 1.0));
-  return v;
-}
-
-template <class T>
-std::vector<T> absolute(const std::vector<T>& v) {
-  std::vector<T> a(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) a[i] = std::fabs(v[i]);
-  return a;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 // The worst |fast - ref| / (bound factor * u * mag) over all elements: <= 1 passes.
@@ -118,18 +103,18 @@ Passes<T> run_winograd(const Conv2DGeometry& g, const std::vector<T>& x, const s
 }
 
 template <class T>
-Passes<T> run_naive(const Conv2DGeometry& g, const std::vector<T>& x, const std::vector<T>& k,
+Passes<T> run_reference(const Conv2DGeometry& g, const std::vector<T>& x, const std::vector<T>& k,
                     const std::vector<T>& b, const std::vector<T>& dy) {
   Passes<T> p{std::vector<T>(g.output_size()), std::vector<T>(g.input_size()), std::vector<T>(g.kernel_size()),
               std::vector<T>(g.F)};
-  conv2d_forward_naive(g, x.data(), k.data(), b.data(), p.output.data());
-  conv2d_backward_data_naive(g, dy.data(), k.data(), p.grad_input.data());
-  conv2d_backward_weights_naive(g, x.data(), dy.data(), p.grad_kernel.data(), p.grad_bias.data());
+  conv2d_forward_reference(g, x.data(), k.data(), b.data(), p.output.data());
+  conv2d_backward_data_reference(g, dy.data(), k.data(), p.grad_input.data());
+  conv2d_backward_weights_reference(g, x.data(), dy.data(), p.grad_kernel.data(), p.grad_bias.data());
   return p;
 }
 
 template <class T>
-void check_against_naive(const Conv2DGeometry& g, std::uint64_t seed) {
+void check_against_reference(const Conv2DGeometry& g, std::uint64_t seed) {
   INFO(describe(g) << " with T = " << (sizeof(T) == 4 ? "float" : "double"));
   REQUIRE(winograd_applicable(g));
   Rng rng(seed);
@@ -139,9 +124,9 @@ void check_against_naive(const Conv2DGeometry& g, std::uint64_t seed) {
   const auto dy = random_values<T>(g.output_size(), rng);
   WinogradWorkspace<T> ws;
   const Passes<T> fast = run_winograd(g, x, k, b, dy, ws);
-  const Passes<T> ref = run_naive(g, x, k, b, dy);
-  // Magnitudes: the naive passes on absolute values (the bias counts as a term).
-  const Passes<T> mag = run_naive(g, absolute(x), absolute(k), absolute(b), absolute(dy));
+  const Passes<T> ref = run_reference(g, x, k, b, dy);
+  // Magnitudes: the reference passes on absolute values (the bias counts as a term).
+  const Passes<T> mag = run_reference(g, absolute(x), absolute(k), absolute(b), absolute(dy));
   const std::size_t taps = 9;
   const double r_out = worst_ratio(fast.output, ref.output, mag.output, taps * g.C);
   const double r_in = worst_ratio(fast.grad_input, ref.grad_input, mag.grad_input, taps * g.F);
@@ -160,7 +145,7 @@ void check_against_naive(const Conv2DGeometry& g, std::uint64_t seed) {
   // input gradient.
   auto dropped = k;
   dropped[((1 * 3 + 1) * g.C + 0) * g.F + 0] = T(0);
-  const Passes<T> wrong = run_naive(g, x, dropped, b, dy);
+  const Passes<T> wrong = run_reference(g, x, dropped, b, dy);
   CHECK(worst_ratio(fast.output, wrong.output, mag.output, taps * g.C) > 1.0);
   CHECK(worst_ratio(fast.grad_input, wrong.grad_input, mag.grad_input, taps * g.F) > 1.0);
 }
@@ -203,15 +188,64 @@ void check_thread_and_batch_invariance(const Conv2DGeometry& g, std::uint64_t se
                                  one.grad_input.end())));
 }
 
+// Whether conv2d_choose runs Winograd for pass `pass` of g with ws's settings.
+bool uses_winograd(const Conv2DGeometry& g, const Conv2DWorkspace<float>& ws,
+                   KernelPass pass = KernelPass::forward) {
+  return conv2d_choose(g, ws, pass).algorithm == Conv2DAlgorithm::winograd;
+}
+
+
+// A 3x3 Conv2D running Winograd whose input gradient comes from a wrong
+// kernel: conv2d_winograd_backward_data on the kernel with its centre tap of
+// channel 0, filter 0 dropped, what a Winograd backward that loses a tap would
+// return. Forward and the parameter gradients are the real layer's.
+class DroppedTapConv2D final : public Layer<double> {
+ public:
+  DroppedTapConv2D(std::size_t filters, Padding padding)
+      : filters_(filters), padding_(padding), inner_(filters, 3, 1, padding) {
+    inner_.set_algorithm(Conv2DAlgorithm::winograd);
+  }
+  std::string type() const override { return "DroppedTapConv2D"; }
+  std::vector<TensorSpec> parameter_specs() const override { return inner_.parameter_specs(); }
+  void initialize(Rng& rng) override {
+    inner_.bind(parameters(), gradients(), buffers());
+    inner_.initialize(rng);
+  }
+  std::unique_ptr<Layer<double>> clone() const override {
+    return std::make_unique<DroppedTapConv2D>(filters_, padding_);
+  }
+  TensorView<const double> forward(TensorView<const double> x, Mode m) override { return inner_.forward(x, m); }
+  TensorView<const double> backward(TensorView<const double> grad_output) override {
+    inner_.backward(grad_output);  // the kernel and bias gradients
+    const Shape& in = inner_.input_shape();  // (H, W, C)
+    const Conv2DGeometry g(grad_output.dim(0), in[0], in[1], in[2], filters_, 3, 3, 1, 1, padding_);
+    std::vector<double> kernel(parameters()[0].data(), parameters()[0].data() + g.kernel_size());
+    kernel[((1 * 3 + 1) * g.C + 0) * g.F + 0] = 0.0;  // (3, 3, C, F): tap (1, 1), channel 0, filter 0
+    grad_input_.resize(g.input_shape());
+    conv2d_winograd_backward_data(g, grad_output.data(), kernel.data(), grad_input_.data(), workspace_);
+    return grad_input_.view();
+  }
+
+ protected:
+  Shape do_build(const Shape& input_shape) override { return inner_.build(input_shape); }
+
+ private:
+  std::size_t filters_;
+  Padding padding_;
+  Conv2D<double> inner_;
+  WinogradWorkspace<double> workspace_;
+  Tensor<double> grad_input_;  // (N, H, W, C)
+};
+
 }  // namespace
 
 TEST_CASE("Winograd F(2x2, 3x3) matches the naive reference on odd shapes (float and double)") {
   std::uint64_t seed = 900;
   for (const Conv2DGeometry& g : kShapes) {
-    check_against_naive<float>(g, seed++);
-    check_against_naive<double>(g, seed++);
+    check_against_reference<float>(g, seed++);
+    check_against_reference<double>(g, seed++);
   }
-  for (const Conv2DGeometry& g : kLargeShapes) check_against_naive<float>(g, seed++);
+  for (const Conv2DGeometry& g : kLargeShapes) check_against_reference<float>(g, seed++);
 }
 
 TEST_CASE("Winograd gives the same bits with 1 thread or 2, and an image the same bits in any batch") {
@@ -230,18 +264,23 @@ TEST_CASE("Conv2D kernels dispatch to Winograd as documented") {
   const Conv2DGeometry five(4, 9, 9, W, W, 5, 5, 1, 1, Padding::same);
   Conv2DWorkspace<float> ws;
   CHECK(ws.algorithm() == Conv2DAlgorithm::automatic);
-  CHECK(conv2d_uses_winograd(wide, ws));
-  CHECK_FALSE(conv2d_uses_winograd(narrow, ws));
-  CHECK_FALSE(conv2d_uses_winograd(strided, ws));
-  CHECK_FALSE(conv2d_uses_winograd(five, ws));
+  for (KernelPass pass : {KernelPass::forward, KernelPass::backward_data, KernelPass::backward_weights}) {
+    INFO(to_string(pass));
+    CHECK(uses_winograd(wide, ws, pass));
+    CHECK_FALSE(uses_winograd(narrow, ws, pass));
+  }
+  CHECK_FALSE(uses_winograd(strided, ws));
+  CHECK_FALSE(uses_winograd(five, ws));
   ws.set_algorithm(Conv2DAlgorithm::winograd);
-  CHECK(conv2d_uses_winograd(narrow, ws));
-  CHECK_FALSE(conv2d_uses_winograd(strided, ws));
+  CHECK(uses_winograd(narrow, ws));
+  CHECK_FALSE(uses_winograd(strided, ws));
   ws.set_algorithm(Conv2DAlgorithm::im2col);
-  CHECK_FALSE(conv2d_uses_winograd(wide, ws));
+  CHECK_FALSE(uses_winograd(wide, ws));
+  // The GEMM setting is the im2col kernels' only: Winograd still runs, on lamina's GEMM.
   ws.set_algorithm(Conv2DAlgorithm::winograd);
-  ws.set_gemm(Conv2DGemm::eigen);  // the Eigen path stays the previous kernels
-  CHECK_FALSE(conv2d_uses_winograd(wide, ws));
+  ws.set_gemm(GemmKernel::eigen);
+  CHECK(uses_winograd(wide, ws));
+  CHECK(conv2d_choose(wide, ws, KernelPass::forward).gemm == GemmKernel::lamina);
 
   // conv2d_forward & co. with Winograd give the bits of the Winograd kernels.
   Rng rng(7);
@@ -302,6 +341,22 @@ TEST_CASE("Conv2D running Winograd passes the gradient checker, and fails it wit
     INFO(r.report());
     CHECK(r.passed);
     CHECK(r.positions_checked > 0);
+  }
+  // The same checker on a Winograd input gradient computed with one kernel tap
+  // dropped: it fails, at an input position (the parameter gradients are right).
+  for (const Case& c : cases) {
+    if (c.activation != Activation::none) continue;
+    DroppedTapConv2D wrong(c.filters, c.padding);
+    const GradCheckResult r = check_gradients(wrong, c.input);
+    INFO(r.report());
+    CHECK_FALSE(r.passed);
+    CHECK(r.non_finite == 0);
+    CHECK(r.worst.of == GradientOf::input);
+    CHECK(r.max_error > 1e-2);
+    GradCheckOptions parameters_only;
+    parameters_only.check_input = false;
+    DroppedTapConv2D again(c.filters, c.padding);
+    CHECK(check_gradients(again, c.input, parameters_only).passed);
   }
 }
 

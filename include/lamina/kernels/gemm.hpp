@@ -80,6 +80,15 @@ inline const char* to_string(GemmKernel g) noexcept {
 /// The three passes of a layer's kernels: y = f(x, w); dx from dy; dw from x and dy.
 enum class KernelPass { forward, backward_data, backward_weights };
 
+inline const char* to_string(KernelPass pass) noexcept {
+  switch (pass) {
+    case KernelPass::forward: return "forward";
+    case KernelPass::backward_data: return "backward data";
+    case KernelPass::backward_weights: return "backward weights";
+  }
+  return "?";
+}
+
 /// Contraction block of lamina's GEMM: fixed, so that no result depends on M,
 /// N or the thread count (and blocking does not change any rounding anyway:
 /// each block continues the previous block's accumulation chain).
